@@ -1,0 +1,154 @@
+package structs
+
+import "time"
+
+// This file holds the JSON bodies of the HTTP API. Field names are the wire
+// names; keep them stable.
+
+// ErrorResponse is the body of every non-2xx API answer.
+type ErrorResponse struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// CAResponse answers GET /v1/join/ca, the only unauthenticated read: a
+// joining node checks the certificate against its token's pin before it
+// sends anything else.
+type CAResponse struct {
+	CACertPEM string `json:"ca_pem"`
+}
+
+// JoinRequest is POSTed to /v1/join over TLS pinned to the cluster CA.
+type JoinRequest struct {
+	Token    string `json:"token"`
+	CSRPEM   string `json:"csr_pem"`
+	NodeID   string `json:"node_id,omitempty"` // set when a known node rejoins
+	Name     string `json:"name"`
+	Address  string `json:"address"`
+	APIPort  int    `json:"api_port"`
+	RPCPort  int    `json:"rpc_port"`
+	SerfPort int    `json:"serf_port"`
+}
+
+// JoinResponse hands a new node what it needs to take part.
+type JoinResponse struct {
+	ClusterID  string   `json:"cluster_id"`
+	NodeID     string   `json:"node_id"`
+	Role       Role     `json:"role"`
+	CertPEM    string   `json:"cert_pem"`
+	CACertPEM  string   `json:"ca_pem"`
+	GossipKeys [][]byte `json:"gossip_keys"` // primary first
+	// UnsealKey is sent only to managers, over the CA-pinned TLS session.
+	UnsealKey []byte      `json:"unseal_key,omitempty"`
+	Managers  []PeerAddrs `json:"managers"`
+}
+
+// PeerAddrs names a manager's endpoints.
+type PeerAddrs struct {
+	ID       string `json:"id"`
+	APIAddr  string `json:"api_addr"`
+	RPCAddr  string `json:"rpc_addr"`
+	SerfAddr string `json:"serf_addr"`
+}
+
+// RenewRequest asks for a fresh certificate, authenticated by the current one.
+type RenewRequest struct {
+	CSRPEM string `json:"csr_pem"`
+}
+
+// RenewResponse carries the new certificate.
+type RenewResponse struct {
+	CertPEM string `json:"cert_pem"`
+}
+
+// GossipKeysResponse answers GET /v1/internal/gossip-keys for nodes.
+type GossipKeysResponse struct {
+	Keys [][]byte `json:"keys"` // primary first
+}
+
+// LeaderResponse answers GET /v1/status/leader.
+type LeaderResponse struct {
+	LeaderID   string `json:"leader_id"`
+	LeaderAddr string `json:"leader_addr"`
+}
+
+// RaftPeer is one server in the Raft configuration.
+type RaftPeer struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	Voter   bool   `json:"voter"`
+	Leader  bool   `json:"leader"`
+}
+
+// NamespaceRequest creates a namespace.
+type NamespaceRequest struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+// JoinTokenCreateRequest creates a join token. TTL is a Go duration string.
+type JoinTokenCreateRequest struct {
+	Role        Role   `json:"role"`
+	TTL         string `json:"ttl,omitempty"`
+	MaxUses     int    `json:"max_uses,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// JoinTokenCreateResponse shows the token secret; it is never shown again.
+type JoinTokenCreateResponse struct {
+	Token string           `json:"token"`
+	Info  JoinTokenPublic  `json:"info"`
+	Old   *JoinTokenPublic `json:"rotated,omitempty"` // set by rotate
+}
+
+// JoinTokenPublic is a join token without its secret hash.
+type JoinTokenPublic struct {
+	ID          string    `json:"id"`
+	Role        Role      `json:"role"`
+	Description string    `json:"description,omitempty"`
+	Default     bool      `json:"default"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`
+	MaxUses     int       `json:"max_uses"`
+	Uses        int       `json:"uses"`
+	Revoked     bool      `json:"revoked"`
+}
+
+// Public strips the secret hash.
+func (t *JoinToken) Public() JoinTokenPublic {
+	return JoinTokenPublic{
+		ID: t.ID, Role: t.Role, Description: t.Description, Default: t.Default,
+		CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, MaxUses: t.MaxUses,
+		Uses: t.Uses, Revoked: t.Revoked,
+	}
+}
+
+// NodePublic is the API view of a node.
+type NodePublic struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Role       Role              `json:"role"`
+	Address    string            `json:"address"`
+	Status     string            `json:"status"`
+	Leader     bool              `json:"leader,omitempty"`
+	CertExpiry time.Time         `json:"cert_expiry"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	JoinedAt   time.Time         `json:"joined_at"`
+}
+
+// Public is the API view of n.
+func (n *Node) Public() NodePublic {
+	return NodePublic{
+		ID: n.ID, Name: n.Name, Role: n.Role, Address: n.Address, Status: n.Status,
+		CertExpiry: n.CertExpiry, Labels: n.Labels, JoinedAt: n.JoinedAt,
+	}
+}
+
+// SnapshotInfo describes a snapshot file (hive operator snapshot inspect).
+type SnapshotInfo struct {
+	ID     string         `json:"id"`
+	Index  uint64         `json:"index"`
+	Term   uint64         `json:"term"`
+	Size   int64          `json:"size"`
+	Tables map[string]int `json:"tables"`
+}
