@@ -131,7 +131,7 @@ type ACLToken struct {
 	AccessorID string
 	Name       string
 	Kind       string
-	SecretHash []byte
+	SecretHash string // hex sha256 of the token
 	CreatedAt  time.Time
 	ExpiresAt  time.Time // zero: no expiry
 

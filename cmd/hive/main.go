@@ -1,0 +1,49 @@
+// Command hive is Hive's single binary: the manager and worker daemons and
+// the command-line client for the HTTPS API.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+
+	"github.com/hivesec/hive/api"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the command line args and returns the exit code. Errors are
+// printed once, here, as "Error: ...".
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		if h := errorHint(err); h != "" {
+			fmt.Fprintf(stderr, "Hint: %s\n", h)
+		}
+		return 1
+	}
+	return 0
+}
+
+// errorHint suggests a fix for API answers whose message may not say how.
+func errorHint(err error) string {
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		return ""
+	}
+	switch ae.StatusCode {
+	case http.StatusUnauthorized:
+		return "pass an API token with --token or HIVE_TOKEN"
+	case http.StatusForbidden:
+		return "the token in --token or HIVE_TOKEN lacks the permission this command needs"
+	}
+	return ""
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hivesec/hive/structs"
+)
+
+func newNamespaceCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "namespace",
+		Aliases: []string{"ns"},
+		Short:   "Create, list, inspect and delete namespaces",
+	}
+	cmd.AddCommand(newNamespaceCreateCmd(g), newNamespaceListCmd(g), newNamespaceStatusCmd(g), newNamespaceDeleteCmd(g))
+	return cmd
+}
+
+func newNamespaceCreateCmd(g *globals) *cobra.Command {
+	var desc string
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a namespace",
+		Args:  exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := structs.ValidateName("namespace", args[0]); err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Namespaces().Create(structs.NamespaceRequest{Name: args[0], Description: desc}); err != nil {
+				return fmt.Errorf("creating namespace %s: %w", args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Created namespace %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&desc, "description", "", "what the namespace is for")
+	return cmd
+}
+
+func newNamespaceListCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List namespaces",
+		Args:    exactArgs(),
+	}
+	out := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(*out); err != nil {
+			return err
+		}
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		list, _, err := c.Namespaces().List(nil)
+		if err != nil {
+			return fmt.Errorf("listing namespaces: %w", err)
+		}
+		if list == nil {
+			list = []structs.Namespace{}
+		}
+		w := cmd.OutOrStdout()
+		if *out == "json" {
+			return printJSON(w, list)
+		}
+		t := newTable(w, "NAME", "DESCRIPTION", "CREATED")
+		for _, n := range list {
+			t.row(n.Name, orDash(n.Description), fmtTime(n.CreatedAt))
+		}
+		return t.flush()
+	}
+	return cmd
+}
+
+func newNamespaceStatusCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status NAME",
+		Short: "Show one namespace",
+		Args:  exactArgs("NAME"),
+	}
+	out := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*out); err != nil {
+			return err
+		}
+		if err := structs.ValidateName("namespace", args[0]); err != nil {
+			return err
+		}
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		n, _, err := c.Namespaces().Info(args[0], nil)
+		if err != nil {
+			return fmt.Errorf("reading namespace %s: %w", args[0], err)
+		}
+		w := cmd.OutOrStdout()
+		if *out == "json" {
+			return printJSON(w, n)
+		}
+		t := newTable(w)
+		t.row("Name", n.Name)
+		t.row("Description", orDash(n.Description))
+		t.row("Created", fmtTime(n.CreatedAt))
+		t.row("Create Index", n.CreateIndex)
+		t.row("Modify Index", n.ModifyIndex)
+		return t.flush()
+	}
+	return cmd
+}
+
+func newNamespaceDeleteCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "delete NAME",
+		Aliases: []string{"rm"},
+		Short:   "Delete a namespace",
+		Args:    exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := structs.ValidateName("namespace", args[0]); err != nil {
+				return err
+			}
+			if args[0] == structs.DefaultNamespace {
+				return fmt.Errorf("the %q namespace cannot be deleted: every cluster keeps it", structs.DefaultNamespace)
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Namespaces().Delete(args[0]); err != nil {
+				return fmt.Errorf("deleting namespace %s: %w", args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Deleted namespace %s\n", args[0])
+			return nil
+		},
+	}
+}

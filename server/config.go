@@ -1,0 +1,84 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/hivesec/hive/structs"
+)
+
+// Config configures a manager.
+type Config struct {
+	DataDir   string
+	Advertise string // IP other nodes reach this one at
+	// BindAddr is the IP listeners bind to; empty means Advertise.
+	BindAddr string
+	Name     string
+	APIPort  int
+	RPCPort  int
+	SerfPort int
+
+	// CertLifetime is the lifetime of node certificates this manager signs.
+	CertLifetime time.Duration
+
+	// Raft timing; zero values take hashicorp/raft's defaults. Tests and
+	// benchmarks on loopback shorten them.
+	RaftHeartbeatTimeout time.Duration
+	RaftElectionTimeout  time.Duration
+	RaftLeaderLease      time.Duration
+
+	// ReconcileInterval is how often the leader reconciles Serf members with
+	// Raft peers and node status, besides reacting to Serf events.
+	ReconcileInterval time.Duration
+
+	Logger hclog.Logger
+}
+
+// DefaultCertLifetime is the lifetime of node certificates.
+const DefaultCertLifetime = 7 * 24 * time.Hour
+
+func (c *Config) setDefaults() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("a data dir is required (--data-dir)")
+	}
+	ip := net.ParseIP(c.Advertise)
+	if ip == nil {
+		return fmt.Errorf("invalid advertise address %q: give this node's IP address (--advertise)", c.Advertise)
+	}
+	if ip.IsUnspecified() {
+		return fmt.Errorf("advertise address %s is unspecified: give an address other nodes can reach", c.Advertise)
+	}
+	if c.BindAddr == "" {
+		c.BindAddr = c.Advertise
+	}
+	if c.APIPort == 0 {
+		c.APIPort = structs.DefaultAPIPort
+	}
+	if c.RPCPort == 0 {
+		c.RPCPort = structs.DefaultRPCPort
+	}
+	if c.SerfPort == 0 {
+		c.SerfPort = structs.DefaultSerfPort
+	}
+	for _, p := range []int{c.APIPort, c.RPCPort, c.SerfPort} {
+		if p < 1 || p > 65535 {
+			return fmt.Errorf("invalid port %d: use 1-65535", p)
+		}
+	}
+	if c.CertLifetime == 0 {
+		c.CertLifetime = DefaultCertLifetime
+	}
+	if c.CertLifetime < time.Minute {
+		return fmt.Errorf("certificate lifetime %s is too short: use at least 1m", c.CertLifetime)
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	return nil
+}

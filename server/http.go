@@ -1,0 +1,448 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/hivesec/hive/crypto/pki"
+	"github.com/hivesec/hive/crypto/token"
+	"github.com/hivesec/hive/fsm"
+	"github.com/hivesec/hive/fsm/state"
+	"github.com/hivesec/hive/structs"
+)
+
+// authLevel says who may call a route. Until RBAC lands there are only the
+// management token and node certificates.
+type authLevel int
+
+const (
+	// authPublic routes are the join handshake: the join token in the body
+	// authenticates, or the data is the public CA certificate.
+	authPublic authLevel = iota
+	authAdmin
+	authNode
+)
+
+// forwardMode says when a request goes to the leader.
+type forwardMode int
+
+const (
+	forwardNever forwardMode = iota
+	forwardAlways
+	forwardConsistent // reads: only with ?consistent
+)
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, c *caller) (any, error)
+
+// route is one API endpoint. The list is data so a test can walk every
+// route and check it refuses anonymous and wrongly authenticated calls.
+type route struct {
+	method  string
+	path    string
+	auth    authLevel
+	forward forwardMode
+	maxBody int64
+	h       handlerFunc
+}
+
+// caller is the authenticated identity of a request.
+type caller struct {
+	admin    bool
+	tokenID  string
+	nodeID   string
+	nodeRole structs.Role
+	remote   string
+}
+
+func (c *caller) String() string {
+	switch {
+	case c.admin:
+		return "token:" + c.tokenID
+	case c.nodeID != "":
+		return "node:" + c.nodeID
+	}
+	return "anonymous"
+}
+
+// apiError carries an HTTP status and a stable code.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func errorf(status int, code, format string, args ...any) error {
+	return &apiError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func badRequest(format string, args ...any) error {
+	return errorf(http.StatusBadRequest, "bad_request", format, args...)
+}
+
+func notFound(format string, args ...any) error {
+	return errorf(http.StatusNotFound, "not_found", format, args...)
+}
+
+const (
+	headerIndex     = "X-Hive-Index"
+	headerForwarded = "X-Hive-Forwarded"
+	headerFwdNode   = "X-Hive-Forwarded-Node"
+	defaultMaxBody  = 1 << 20
+	maxQueryWait    = 5 * time.Minute
+	defaultWait     = time.Minute
+)
+
+// routes is the API.
+func (s *Server) routes() []route {
+	return []route{
+		{"GET", "/v1/join/ca", authPublic, forwardNever, 0, s.handleJoinCA},
+		{"POST", "/v1/join", authPublic, forwardAlways, 0, s.handleJoin},
+		{"GET", "/v1/status/leader", authAdmin, forwardNever, 0, s.handleLeader},
+		{"GET", "/v1/nodes", authAdmin, forwardConsistent, 0, s.handleNodes},
+		{"GET", "/v1/node/self", authNode, forwardConsistent, 0, s.handleNodeSelf},
+		{"GET", "/v1/node/{id}", authAdmin, forwardConsistent, 0, s.handleNode},
+		{"DELETE", "/v1/node/{id}", authAdmin, forwardAlways, 0, s.handleNodeRemove},
+		{"POST", "/v1/node/renew", authNode, forwardAlways, 0, s.handleRenew},
+		{"GET", "/v1/internal/gossip-keys", authNode, forwardNever, 0, s.handleGossipKeys},
+		{"GET", "/v1/operator/raft/peers", authAdmin, forwardNever, 0, s.handleRaftPeers},
+		{"POST", "/v1/operator/gossip/rotate", authAdmin, forwardAlways, 0, s.handleGossipRotate},
+		{"GET", "/v1/operator/snapshot", authAdmin, forwardAlways, 0, s.handleSnapshotSave},
+		{"PUT", "/v1/operator/snapshot", authAdmin, forwardAlways, maxSnapshotSize, s.handleSnapshotRestore},
+		{"GET", "/v1/namespaces", authAdmin, forwardConsistent, 0, s.handleNamespaces},
+		{"GET", "/v1/namespace/{name}", authAdmin, forwardConsistent, 0, s.handleNamespace},
+		{"PUT", "/v1/namespace/{name}", authAdmin, forwardAlways, 0, s.handleNamespaceCreate},
+		{"DELETE", "/v1/namespace/{name}", authAdmin, forwardAlways, 0, s.handleNamespaceDelete},
+		{"GET", "/v1/join-tokens", authAdmin, forwardConsistent, 0, s.handleJoinTokens},
+		{"POST", "/v1/join-tokens", authAdmin, forwardAlways, 0, s.handleJoinTokenCreate},
+		{"DELETE", "/v1/join-token/{id}", authAdmin, forwardAlways, 0, s.handleJoinTokenRevoke},
+		{"POST", "/v1/join-tokens/rotate/{role}", authAdmin, forwardAlways, 0, s.handleJoinTokenRotate},
+		{"GET", "/v1/events", authAdmin, forwardConsistent, 0, s.handleEvents},
+	}
+}
+
+// handler builds the router. internal is true for the node-to-node port,
+// where a calling manager may vouch for the node it forwards for.
+func (s *Server) handler(internal bool) http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		mux.HandleFunc(rt.method+" "+rt.path, s.wrap(rt, internal))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// Unknown paths get 404 only after authentication, so the API's
+		// shape is not discoverable anonymously.
+		if _, err := s.authenticate(r, internal); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeError(w, notFound("no such API endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (s *Server) wrap(rt route, internal bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, err := s.authenticate(r, internal)
+		if err == nil {
+			err = authorize(rt.auth, c)
+		}
+		if err != nil {
+			s.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "error", err)
+			writeError(w, err)
+			return
+		}
+		limit := rt.maxBody
+		if limit == 0 {
+			limit = defaultMaxBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if s.mustForward(rt, r) {
+			if r.Header.Get(headerForwarded) != "" {
+				// Leadership moved while the request was in flight; one hop
+				// only, so a split-brain view can never loop a request.
+				writeError(w, errorf(http.StatusServiceUnavailable, "no_leader", "%s", ErrNoLeader))
+				return
+			}
+			s.forward(w, r, c)
+			return
+		}
+		body, err := rt.h(w, r, c)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if body == nil {
+			return // the handler wrote the response itself
+		}
+		writeJSON(w, http.StatusOK, body)
+	}
+}
+
+// authenticate finds out who is calling. A bad credential is an error even
+// on public routes: it is never silently downgraded to anonymous.
+func (s *Server) authenticate(r *http.Request, internal bool) (*caller, error) {
+	c := &caller{remote: r.RemoteAddr}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		// The TLS layer verified the chain and the deny list already.
+		id, role, err := pki.Identity(r.TLS.PeerCertificates[0])
+		if err != nil {
+			return nil, errorf(http.StatusUnauthorized, "unauthenticated", "client certificate has no node identity: %v", err)
+		}
+		c.nodeID, c.nodeRole = id, role
+	}
+	if internal {
+		// Only managers speak on the internal port with forwarded calls;
+		// they vouch for the node whose call they pass on.
+		if c.nodeRole != structs.RoleManager {
+			return nil, errorf(http.StatusForbidden, "forbidden", "only managers may call the internal API")
+		}
+		c.nodeID, c.nodeRole = "", ""
+		if fwd := r.Header.Get(headerFwdNode); fwd != "" {
+			id, role, ok := strings.Cut(fwd, "/")
+			if !ok || !structs.Role(role).Valid() {
+				return nil, badRequest("malformed %s header", headerFwdNode)
+			}
+			c.nodeID, c.nodeRole = id, structs.Role(role)
+		}
+	}
+	authz := r.Header.Get("Authorization")
+	if authz == "" {
+		return c, nil
+	}
+	secret, ok := strings.CutPrefix(authz, "Bearer ")
+	if !ok {
+		return nil, errorf(http.StatusUnauthorized, "unauthenticated", "Authorization header must be \"Bearer <token>\"")
+	}
+	if _, err := token.Parse(strings.TrimSpace(secret)); err != nil {
+		return nil, errorf(http.StatusUnauthorized, "unauthenticated", "%v", err)
+	}
+	hash := token.Hash(strings.TrimSpace(secret))
+	tok := s.fsm.State().Snapshot().ACLTokenBySecretHash(nil, hex.EncodeToString(hash))
+	if tok == nil {
+		return nil, errorf(http.StatusUnauthorized, "unauthenticated", "unknown or revoked API token")
+	}
+	// The lookup was by hash; compare again in constant time so the answer
+	// never depends on how much of the hash matched.
+	want, _ := hex.DecodeString(tok.SecretHash)
+	if subtle.ConstantTimeCompare(want, hash) != 1 {
+		return nil, errorf(http.StatusUnauthorized, "unauthenticated", "unknown or revoked API token")
+	}
+	if !tok.ExpiresAt.IsZero() && time.Now().After(tok.ExpiresAt) {
+		return nil, errorf(http.StatusUnauthorized, "unauthenticated", "API token %s expired at %s", tok.AccessorID, tok.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	c.admin = tok.Kind == structs.ACLTokenKindManagement
+	c.tokenID = tok.AccessorID
+	return c, nil
+}
+
+func authorize(level authLevel, c *caller) error {
+	switch level {
+	case authPublic:
+		return nil
+	case authAdmin:
+		if c.admin {
+			return nil
+		}
+		if c.nodeID != "" {
+			return errorf(http.StatusForbidden, "forbidden", "node certificates may not call this endpoint; use the admin token")
+		}
+	case authNode:
+		if c.nodeID != "" {
+			return nil
+		}
+		if c.admin {
+			return errorf(http.StatusForbidden, "forbidden", "this endpoint is for nodes and needs a node certificate")
+		}
+	}
+	return errorf(http.StatusUnauthorized, "unauthenticated", "authentication required: send \"Authorization: Bearer <token>\" (HIVE_TOKEN) or a node certificate")
+}
+
+func (s *Server) mustForward(rt route, r *http.Request) bool {
+	switch rt.forward {
+	case forwardAlways:
+		return !s.IsLeader()
+	case forwardConsistent:
+		_, consistent := r.URL.Query()["consistent"]
+		return consistent && !s.IsLeader()
+	}
+	return false
+}
+
+// forward proxies a request to the leader's internal port over mTLS.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *caller) {
+	addr, _ := s.raft.LeaderWithID()
+	if addr == "" {
+		writeError(w, errorf(http.StatusServiceUnavailable, "no_leader", "%s", ErrNoLeader))
+		return
+	}
+	target := &url.URL{Scheme: "https", Host: string(addr)}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Header.Set(headerForwarded, s.node.ID)
+			pr.Out.Header.Del(headerFwdNode)
+			if c.nodeID != "" {
+				pr.Out.Header.Set(headerFwdNode, c.nodeID+"/"+string(c.nodeRole))
+			}
+		},
+		Transport: s.forwarder.Transport,
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			writeError(w, errorf(http.StatusServiceUnavailable, "no_leader", "cannot reach the leader at %s: %v; retry shortly", addr, err))
+		},
+	}
+	proxy.ServeHTTP(w, r)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &mbe):
+		ae = &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body exceeds %d bytes", mbe.Limit)}
+	case errors.Is(err, ErrNoLeader):
+		ae = &apiError{http.StatusServiceUnavailable, "no_leader", err.Error()}
+	case errors.Is(err, fsm.ErrConflict):
+		ae = &apiError{http.StatusConflict, "conflict", err.Error()}
+	case errors.Is(err, fsm.ErrInvalid):
+		ae = &apiError{http.StatusBadRequest, "bad_request", err.Error()}
+	case errors.Is(err, state.ErrNotFound):
+		ae = &apiError{http.StatusNotFound, "not_found", err.Error()}
+	default:
+		ae = &apiError{http.StatusInternalServerError, "internal", err.Error()}
+	}
+	if ae.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hive"`)
+	}
+	writeJSON(w, ae.status, structs.ErrorResponse{Error: ae.msg, Code: ae.code})
+}
+
+// decodeJSON reads a JSON body strictly: unknown fields are errors, so a
+// typo in a request is reported instead of ignored.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		if errors.Is(err, io.EOF) {
+			return badRequest("request body is empty; send a JSON object")
+		}
+		return badRequest("invalid JSON body: %v", err)
+	}
+	if dec.More() {
+		return badRequest("invalid JSON body: more than one JSON value")
+	}
+	return nil
+}
+
+// queryFn reads state for a blocking query and returns the body and the
+// index it reflects.
+type queryFn func(ws memdb.WatchSet, snap *state.Snapshot) (any, uint64, error)
+
+// blockingQuery answers a read; with ?index=N it waits until the state
+// index passes N or ?wait= elapses (Nomad's blocking queries).
+func (s *Server) blockingQuery(w http.ResponseWriter, r *http.Request, fn queryFn) (any, error) {
+	q := r.URL.Query()
+	var minIndex uint64
+	if v := q.Get("index"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return nil, badRequest("invalid index %q: use a non-negative integer from X-Hive-Index", v)
+		}
+		minIndex = n
+	}
+	wait := defaultWait
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return nil, badRequest("invalid wait %q: use a duration such as 30s", v)
+		}
+		wait = min(d, maxQueryWait)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	for {
+		store := s.fsm.State()
+		ws := memdb.NewWatchSet()
+		ws.Add(store.AbandonCh())
+		body, idx, err := fn(ws, store.Snapshot())
+		if err != nil {
+			return nil, err
+		}
+		if idx == 0 {
+			idx = 1 // clients must always see progress to avoid busy loops
+		}
+		if minIndex == 0 || idx > minIndex || ctx.Err() != nil {
+			w.Header().Set(headerIndex, strconv.FormatUint(idx, 10))
+			return body, nil
+		}
+		if err := ws.WatchCtx(ctx); err != nil && r.Context().Err() != nil {
+			return nil, r.Context().Err()
+		}
+	}
+}
+
+func (s *Server) setupAPI() error {
+	addr := net.JoinHostPort(s.cfg.BindAddr, strconv.Itoa(s.cfg.APIPort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen for the API on %s: %w", addr, err)
+	}
+	s.apiLn = ln
+	tc := pki.APIServerTLS(s.certs.Pool, s.certs.GetCertificate, s.verifyPeer)
+	s.apiSrv = &http.Server{
+		Handler: s.handler(false), TLSConfig: tc,
+		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: s.logger.Named("http").StandardLogger(nil),
+	}
+	s.internalSrv = &http.Server{
+		Handler: s.handler(true), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: s.logger.Named("rpc-http").StandardLogger(nil),
+	}
+	s.forwarder = &http.Client{Transport: &http.Transport{
+		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialRPC(ctx, addr, 10*time.Second, s.internalTLS, rpcHTTP)
+		},
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     time.Minute,
+	}}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.apiSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("API server stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		if err := s.internalSrv.Serve(s.mux.http); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.logger.Error("internal API server stopped", "error", err)
+		}
+	}()
+	return nil
+}
