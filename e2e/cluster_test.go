@@ -491,12 +491,7 @@ func requireRefused(t *testing.T, what, stderr string, err error) {
 	case strings.TrimSpace(stderr) == "":
 		t.Fatalf("%s: failed (%v) without an error message on stderr", what, err)
 	}
-	t.Logf("%s refused: %s", what, lastLine(stderr))
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
+	t.Logf("%s refused: %s", what, strings.TrimSpace(stderr))
 }
 
 // swapPin returns tok with its CA pin replaced by another well-formed one:

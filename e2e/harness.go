@@ -143,7 +143,8 @@ func buildHive() (string, error) {
 // the Hive cluster running on them.
 type Cluster struct {
 	t testing.TB
-	// Dir holds the hosts' data dirs and logs; removed when the test ends.
+	// Dir holds the hosts' data dirs and logs; removed when the test ends
+	// unless it failed with HIVE_E2E_KEEP set.
 	Dir   string
 	Hosts []*Host
 
@@ -204,9 +205,14 @@ func NewCluster(t testing.TB, n int) *Cluster {
 		activeCluster.Store(false)
 		t.Fatalf("NewCluster: %v", err)
 	}
-	c := &Cluster{t: t, Dir: t.TempDir(), blocked: map[*Host]map[string]bool{}}
-	// Registered after TempDir, so it runs before the directory goes: the
-	// daemons must be dead before their files are removed.
+	// Not t.TempDir: its path carries the test name, and unix sockets under
+	// a data dir (containerd's) must stay within 108 bytes.
+	dir, err := os.MkdirTemp("", "hive-e2e-")
+	if err != nil {
+		activeCluster.Store(false)
+		t.Fatalf("NewCluster: %v", err)
+	}
+	c := &Cluster{t: t, Dir: dir, blocked: map[*Host]map[string]bool{}}
 	t.Cleanup(c.teardown)
 
 	if err := createBridge(); err != nil {
@@ -249,6 +255,13 @@ func (c *Cluster) teardown() {
 	if left, err := leftovers(); err != nil || left != "" {
 		c.t.Errorf("teardown left %s (err %v)", left, err)
 	}
+	// The daemons are dead, so their files can go; HIVE_E2E_KEEP keeps
+	// them after a failure for a closer look.
+	if c.t.Failed() && os.Getenv("HIVE_E2E_KEEP") != "" {
+		c.t.Logf("HIVE_E2E_KEEP: data dirs and logs kept in %s", c.Dir)
+	} else if err := os.RemoveAll(c.Dir); err != nil {
+		c.t.Errorf("teardown: %v", err)
+	}
 	activeCluster.Store(false)
 }
 
@@ -288,7 +301,7 @@ func tail(path string, n int) ([]string, error) {
 // Host returns host i.
 func (c *Cluster) Host(i int) *Host { return c.Hosts[i] }
 
-// Managers and Workers are the hosts Bootstrap gave each role.
+// Managers returns the hosts Bootstrap joined as managers, host 0 first.
 func (c *Cluster) Managers() []*Host { return slices.Clone(c.managers) }
 
 // Workers returns the hosts Bootstrap joined as workers.
@@ -946,9 +959,6 @@ func readToken(t testing.TB, path string) string {
 		t.Fatalf("read token: %v", err)
 	}
 	tok := strings.TrimSpace(string(b))
-	if p := strings.Split(tok, "-"); len(p) == 5 { // TEMP workaround
-		tok = strings.Join([]string{p[0], p[1], p[4]}, "-")
-	}
 	if tok == "" {
 		t.Fatalf("read token: %s is empty", path)
 	}

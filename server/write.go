@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -17,7 +18,7 @@ import (
 // commit many writes; a lone writer pays no extra delay.
 const (
 	maxBatch     = 512
-	maxInflight  = 4
+	maxInflight  = 1
 	applyTimeout = 10 * time.Second
 )
 
@@ -76,13 +77,17 @@ func (s *Server) batchWrites() {
 			return
 		}
 		batch := []*pendingWrite{first}
-	drain:
-		for len(batch) < maxBatch {
+		// Writers woken by the previous commit are re-queuing right now;
+		// yielding a few times lets them land in this batch instead of
+		// the next one, without a timer that would delay a lone writer.
+		for idle := 0; len(batch) < maxBatch && idle < 8; {
 			select {
 			case w := <-s.writes:
 				batch = append(batch, w)
+				idle = 0
 			default:
-				break drain
+				idle++
+				runtime.Gosched()
 			}
 		}
 		go func() {

@@ -49,6 +49,9 @@ type Txn struct {
 	txn   *memdb.Txn
 	index uint64
 	seq   int
+	// bumped remembers which tables' index entries this transaction has
+	// already written: a batch of many writes updates each entry once.
+	bumped map[string]bool
 }
 
 // Write opens a write transaction for the entry at index.
@@ -64,6 +67,13 @@ func (t *Txn) Abort() { t.txn.Abort() }
 func (t *Txn) Index() uint64 { return t.index }
 
 func (t *Txn) bump(table string) error {
+	if t.bumped[table] {
+		return nil
+	}
+	if t.bumped == nil {
+		t.bumped = make(map[string]bool, 2)
+	}
+	t.bumped[table] = true
 	if err := t.txn.Insert(TableIndex, &IndexEntry{Key: table, Value: t.index}); err != nil {
 		return fmt.Errorf("update index of %s: %w", table, err)
 	}
