@@ -121,4 +121,3 @@ func JoinAny(ctx context.Context, sf *serf.Serf, addrs []string, logger hclog.Lo
 		}
 	}()
 }
-
