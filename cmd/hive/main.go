@@ -39,6 +39,10 @@ func errorHint(err error) string {
 	if !errors.As(err, &ae) {
 		return ""
 	}
+	if ae.Code == "invalid_token" {
+		// Join answers: the join token, not HIVE_TOKEN, was refused.
+		return "ask an admin for a valid join token (`hive token create --role worker|manager`)"
+	}
 	switch ae.StatusCode {
 	case http.StatusUnauthorized:
 		return "pass an API token with --token or HIVE_TOKEN"
