@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/hivesec/hive/crypto/pki"
+	"github.com/hivesec/hive/structs"
 )
 
 // The first byte a node writes after the TLS handshake on the RPC port picks
@@ -63,6 +66,13 @@ func (m *rpcMux) handle(conn net.Conn) {
 	_ = tc.SetDeadline(time.Time{})
 	switch b[0] {
 	case rpcRaft:
+		// Raft is for managers only: a worker certificate from the same CA
+		// must never be able to vote or append entries.
+		if _, role, err := pki.Identity(tc.ConnectionState().PeerCertificates[0]); err != nil || role != structs.RoleManager {
+			m.logger.Warn("rpc: refused raft stream from a non-manager", "remote", conn.RemoteAddr(), "role", role)
+			conn.Close()
+			return
+		}
 		m.raft.push(tc)
 	case rpcHTTP:
 		m.http.push(tc)
