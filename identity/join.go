@@ -69,6 +69,15 @@ func Join(ctx context.Context, p JoinParams) (*Node, *Certs, *structs.JoinRespon
 	if resp.CACertPEM != string(caPEM) {
 		return nil, nil, nil, fmt.Errorf("join: the manager answered with a different CA than the one pinned; refusing")
 	}
+	cert, err := pki.ParseCertPEM([]byte(resp.CertPEM))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("join: certificate from the manager: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, nil, nil, fmt.Errorf("join: the manager's certificate for this node does not chain to the pinned CA: %w", err)
+	}
 	keyPEM, err := pki.EncodeKeyPEM(key)
 	if err != nil {
 		return nil, nil, nil, err

@@ -71,8 +71,8 @@ func (c *Config) setDefaults() error {
 	if c.CertLifetime == 0 {
 		c.CertLifetime = DefaultCertLifetime
 	}
-	if c.CertLifetime < time.Minute {
-		return fmt.Errorf("certificate lifetime %s is too short: use at least 1m", c.CertLifetime)
+	if c.CertLifetime < time.Second {
+		return fmt.Errorf("certificate lifetime %s is too short: use at least 1s", c.CertLifetime)
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = 2 * time.Second

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
+	"github.com/hashicorp/serf/serf"
 
 	"github.com/hivesec/hive/crypto/pki"
 	"github.com/hivesec/hive/fsm"
@@ -78,8 +79,14 @@ func (s *Server) handleNodeRemove(_ http.ResponseWriter, r *http.Request, _ *cal
 	}
 	if sf := s.getSerf(); sf != nil {
 		// Only works once the member is failed; a live removed node keeps
-		// gossiping but its certificate no longer opens any door.
-		_ = sf.RemoveFailedNodePrune(id)
+		// gossiping but its certificate no longer opens any door. On a live
+		// member the prune is refuted at once and the call only blocks for
+		// Serf's broadcast timeout (5s), so it is skipped then.
+		for _, m := range sf.Members() {
+			if m.Name == id && m.Status != serf.StatusAlive {
+				_ = sf.RemoveFailedNodePrune(id)
+			}
+		}
 	}
 	s.logger.Info("node removed", "id", id, "role", n.Role)
 	return struct{}{}, nil

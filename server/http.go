@@ -146,7 +146,13 @@ func (s *Server) handler(internal bool) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// Unknown paths get 404 only after authentication, so the API's
 		// shape is not discoverable anonymously.
-		if _, err := s.authenticate(r, internal); err != nil {
+		// authenticate lets anonymous callers through (public routes need
+		// that), so an unknown path also demands some credential.
+		c, err := s.authenticate(r, internal)
+		if err == nil && !c.admin && c.nodeID == "" {
+			err = authorize(authAdmin, c)
+		}
+		if err != nil {
 			writeError(w, err)
 			return
 		}
@@ -198,8 +204,14 @@ func (s *Server) wrap(rt route, internal bool) http.HandlerFunc {
 func (s *Server) authenticate(r *http.Request, internal bool) (*caller, error) {
 	c := &caller{remote: r.RemoteAddr}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		// The TLS layer verified the chain and the deny list already.
-		id, role, err := pki.Identity(r.TLS.PeerCertificates[0])
+		// The TLS layer verified the chain and the deny list at the
+		// handshake, but a kept-alive connection outlives a revocation:
+		// check the deny list again on every request.
+		leaf := r.TLS.PeerCertificates[0]
+		if err := s.verifyPeer(leaf); err != nil {
+			return nil, errorf(http.StatusUnauthorized, "unauthenticated", "%v", err)
+		}
+		id, role, err := pki.Identity(leaf)
 		if err != nil {
 			return nil, errorf(http.StatusUnauthorized, "unauthenticated", "client certificate has no node identity: %v", err)
 		}
@@ -354,8 +366,14 @@ func decodeJSON(r *http.Request, v any) error {
 		}
 		return badRequest("invalid JSON body: %v", err)
 	}
-	if dec.More() {
-		return badRequest("invalid JSON body: more than one JSON value")
+	// Only whitespace may follow the value. (dec.More would report a stray
+	// '}' or ']' as "no more" and let it through.)
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return badRequest("invalid JSON body: unexpected data after the JSON value")
 	}
 	return nil
 }

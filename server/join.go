@@ -2,7 +2,6 @@ package server
 
 import (
 	"crypto/rand"
-	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -86,8 +85,16 @@ func (s *Server) handleJoin(_ http.ResponseWriter, r *http.Request, _ *caller) (
 	}
 	nodeID := req.NodeID
 	if nodeID != "" {
-		if old := snap.Node(nil, nodeID); old != nil && old.Role != tok.Role {
+		old := snap.Node(nil, nodeID)
+		if old != nil && old.Role != tok.Role {
 			return nil, errorf(http.StatusConflict, "conflict", "node %s is a %s; a %s token cannot change its role", nodeID, old.Role, tok.Role)
+		}
+		// Rejoining under a known ID is for a node whose certificate expired
+		// while it was offline. While the ID still has a valid certificate,
+		// a token holder must not be able to take it over: the running node
+		// renews its own certificate instead.
+		if old != nil && now.Before(old.CertExpiry) {
+			return nil, errorf(http.StatusConflict, "conflict", "node %s holds a certificate valid until %s; only a node whose certificate expired can rejoin under its ID (a running node renews by itself)", nodeID, old.CertExpiry.UTC().Format(time.RFC3339))
 		}
 	} else {
 		nodeID = uuid.NewString()
@@ -188,23 +195,35 @@ func (s *Server) handleGossipRotate(_ http.ResponseWriter, _ *http.Request, _ *c
 	}
 	km := sf.KeyManager()
 	enc := encodeKey(key)
+	// Order matters: every member learns the new key, then Raft records it
+	// (new first, old still accepted), and only then do members switch to
+	// it. If the Raft write fails nobody uses a key the state lacks, and a
+	// node that restarts mid-rotation can talk with either key.
 	if resp, err := km.InstallKey(enc); err != nil {
-		return nil, fmt.Errorf("install new gossip key: %w (%d of %d members answered)", err, resp.NumResp, resp.NumNodes)
+		return nil, errorf(http.StatusServiceUnavailable, "gossip_rotate", "install new gossip key: %v (%d of %d members answered); retry when every node is reachable", err, resp.NumResp, resp.NumNodes)
+	}
+	if err := s.recordGossipKeys(cluster.ClusterID, append([][]byte{key}, old...)); err != nil {
+		return nil, err
 	}
 	if resp, err := km.UseKey(enc); err != nil {
-		return nil, fmt.Errorf("switch to new gossip key: %w (%d of %d members answered)", err, resp.NumResp, resp.NumNodes)
-	}
-	sealed, err := sealGossipKeys(s.unsealKey, cluster.ClusterID, [][]byte{key})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.apply(fsm.GossipKeysType, &fsm.GossipKeysRequest{Sealed: sealed, Now: time.Now().UTC()}); err != nil {
-		return nil, err
+		return nil, errorf(http.StatusServiceUnavailable, "gossip_rotate", "switch to new gossip key: %v (%d of %d members answered); run the rotation again", err, resp.NumResp, resp.NumNodes)
 	}
 	for _, k := range old {
 		if _, err := km.RemoveKey(encodeKey(k)); err != nil {
 			s.logger.Warn("could not remove old gossip key from every member", "error", err)
 		}
 	}
+	if err := s.recordGossipKeys(cluster.ClusterID, [][]byte{key}); err != nil {
+		return nil, err
+	}
 	return struct{}{}, nil
+}
+
+func (s *Server) recordGossipKeys(clusterID string, keys [][]byte) error {
+	sealed, err := sealGossipKeys(s.unsealKey, clusterID, keys)
+	if err != nil {
+		return err
+	}
+	_, err = s.apply(fsm.GossipKeysType, &fsm.GossipKeysRequest{Sealed: sealed, Now: time.Now().UTC()})
+	return err
 }

@@ -57,6 +57,9 @@ func (f *daemonFlags) check() error {
 	if f.name == "" {
 		f.name, _ = os.Hostname()
 	}
+	if f.certLifetime < time.Minute {
+		return fmt.Errorf("--cert-lifetime %s is too short: use at least 1m (renewal happens at 50-80%% of it)", f.certLifetime)
+	}
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return fmt.Errorf("invalid --log-level %q: use trace, debug, info, warn or error", f.logLevel)
 	}
