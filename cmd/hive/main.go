@@ -10,9 +10,18 @@ import (
 	"os"
 
 	"github.com/hivesec/hive/api"
+	"github.com/hivesec/hive/client/driver"
 )
 
 func main() {
+	// containerd's shim runs this binary as the task logger ("hive
+	// task-logger SPEC"); that path must not go through cobra or print.
+	if driver.IsLoggerInvocation(os.Args) {
+		if err := driver.RunLogger(os.Args[2]); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
