@@ -63,8 +63,8 @@ func TestFormationAndLeaderFailover(t *testing.T) {
 		if n.Role != wantRole {
 			t.Errorf("node ls: %s has role %q, want %q", h.Name, n.Role, wantRole)
 		}
-		if n.Status != structs.NodeStatusAlive {
-			t.Errorf("node ls: %s has status %q, want %q", h.Name, n.Status, structs.NodeStatusAlive)
+		if n.Status != structs.NodeStatusReady {
+			t.Errorf("node ls: %s has status %q, want %q", h.Name, n.Status, structs.NodeStatusReady)
 		}
 		if n.Leader {
 			leaderFlags++

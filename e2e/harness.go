@@ -1060,8 +1060,8 @@ func (c *Cluster) nodesAlive(h *Host, hosts []*Host) error {
 		if nh == nil || !slices.Contains(hosts, nh) {
 			return fmt.Errorf("node ls on %s lists unexpected node %+v", h.Name, n)
 		}
-		if n.Status != structs.NodeStatusAlive {
-			return fmt.Errorf("node %s (%s) is %q, want %q", n.ID, nh.Name, n.Status, structs.NodeStatusAlive)
+		if n.Status != structs.NodeStatusReady {
+			return fmt.Errorf("node %s (%s) is %q, want %q", n.ID, nh.Name, n.Status, structs.NodeStatusReady)
 		}
 	}
 	return nil

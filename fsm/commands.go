@@ -30,8 +30,9 @@ const (
 // Errors a command returns when the leader's pre-checks raced with another
 // write; the server maps them to 4xx answers.
 var (
-	ErrConflict = errors.New("conflict")
-	ErrInvalid  = errors.New("invalid request")
+	ErrConflict  = errors.New("conflict")
+	ErrInvalid   = errors.New("invalid request")
+	ErrForbidden = errors.New("forbidden")
 )
 
 // ClusterBootstrapRequest creates the cluster in one entry.
@@ -230,8 +231,18 @@ func applyNodeStatus(txn *state.Txn, buf []byte) (any, error) {
 		cp := *n
 		cp.Status = u.Status
 		cp.UpdatedAt = req.Now
+		cp.StatusUpdatedAt = req.Now
 		if err := txn.UpsertNode(&cp); err != nil {
 			return nil, err
+		}
+		if err := txn.AddEvent(structs.Event{Time: req.Now, Type: structs.EventNodeStatus, Subject: n.ID,
+			Message: fmt.Sprintf("%s %s is %s (was %s)", n.Role, n.ID, u.Status, n.Status)}); err != nil {
+			return nil, err
+		}
+		if u.Status == structs.NodeStatusDown {
+			if err := markAllocsLost(txn, n.ID, "node is down", req.Now); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return nil, nil
@@ -247,6 +258,9 @@ func applyNodeRemove(txn *state.Txn, buf []byte) (any, error) {
 		return nil, fmt.Errorf("node %s does not exist: %w", req.NodeID, state.ErrNotFound)
 	}
 	if err := txn.DeleteNode(req.NodeID); err != nil {
+		return nil, err
+	}
+	if err := markAllocsLost(txn, req.NodeID, "node was removed", req.Now); err != nil {
 		return nil, err
 	}
 	var revoked int

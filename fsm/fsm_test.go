@@ -165,7 +165,7 @@ func bootstrapRequest(tokens ...structs.JoinToken) *ClusterBootstrapRequest {
 		Node: structs.Node{
 			ID: "m1", Name: "manager-1", Role: structs.RoleManager, Address: "10.0.0.1",
 			APIPort: structs.DefaultAPIPort, RPCPort: structs.DefaultRPCPort, SerfPort: structs.DefaultSerfPort,
-			Status: structs.NodeStatusAlive, CertSerial: "m1-a", CertExpiry: t0.Add(90 * 24 * time.Hour),
+			Status: structs.NodeStatusReady, CertSerial: "m1-a", CertExpiry: t0.Add(90 * 24 * time.Hour),
 			Labels: map[string]string{"zone": "a"}, JoinedAt: t0, UpdatedAt: t0,
 		},
 		Cert:       structs.IssuedCert{Serial: "m1-a", NodeID: "m1", Role: structs.RoleManager, NotAfter: t0.Add(90 * 24 * time.Hour), IssuedAt: t0},
@@ -193,7 +193,7 @@ func workerJoin(tokenID, nodeID, serial string, now time.Time) *NodeRegisterRequ
 		Node: structs.Node{
 			ID: nodeID, Name: "name-" + nodeID, Role: structs.RoleWorker, Address: "10.0.1.1",
 			APIPort: structs.DefaultAPIPort, RPCPort: structs.DefaultRPCPort, SerfPort: structs.DefaultSerfPort,
-			Status: structs.NodeStatusAlive, CertSerial: serial, CertExpiry: now.Add(time.Hour),
+			Status: structs.NodeStatusReady, CertSerial: serial, CertExpiry: now.Add(time.Hour),
 			JoinedAt: now, UpdatedAt: now,
 		},
 		Cert: structs.IssuedCert{Serial: serial, NodeID: nodeID, Role: structs.RoleWorker, NotAfter: now.Add(time.Hour), IssuedAt: now},
@@ -227,7 +227,7 @@ func populated(t testing.TB) *FSM {
 		Now:  t0.Add(3 * time.Minute),
 	})
 	mustApply(t, f, next(), NodeStatusType, &NodeStatusRequest{
-		Updates: []NodeStatusUpdate{{NodeID: "w2", Status: structs.NodeStatusFailed}, {NodeID: "gone", Status: structs.NodeStatusLeft}},
+		Updates: []NodeStatusUpdate{{NodeID: "w2", Status: structs.NodeStatusUnknown}, {NodeID: "gone", Status: structs.NodeStatusDown}},
 		Now:     t0.Add(4 * time.Minute),
 	})
 	mustApply(t, f, next(), NamespaceUpsertType, &NamespaceUpsertRequest{
@@ -245,6 +245,14 @@ func populated(t testing.TB) *FSM {
 	}})
 	mustApply(t, f, next(), ACLTokenUpsertType, &ACLTokenUpsertRequest{Tokens: []structs.ACLToken{{
 		AccessorID: "ci", Name: "ci", Kind: structs.ACLTokenKindManagement, SecretHash: "0123", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour),
+	}}})
+	mustApply(t, f, next(), AllocCreateType, &AllocCreateRequest{Alloc: structs.Allocation{
+		ID: "a1", Namespace: "team-a", NodeID: "w2", Group: "web", DesiredStatus: structs.AllocDesiredRun, ClientStatus: structs.AllocPending,
+		Tasks:      []*structs.Task{{Name: "web", Driver: "containerd", Config: structs.TaskConfig{Image: "busybox", Args: []string{"sleep", "1"}}, Resources: structs.Resources{CPU: 100, MemoryMB: 64}, Restart: structs.DefaultRestartPolicy()}},
+		CreateTime: t0.Add(9 * time.Minute),
+	}})
+	mustApply(t, f, next(), AllocClientUpdateType, &AllocClientUpdateRequest{NodeID: "w2", Now: t0.Add(9 * time.Minute), Updates: []structs.AllocUpdate{{
+		ID: "a1", ClientStatus: structs.AllocRunning, TaskStates: map[string]*structs.TaskState{"web": {State: structs.TaskRunning, StartedAt: t0.Add(9 * time.Minute)}},
 	}}})
 	res := mustApply(t, f, next(), NodeRemoveType, &NodeRemoveRequest{NodeID: "w1", Now: t0.Add(9 * time.Minute)})
 	if res.Value != 2 {
@@ -306,8 +314,8 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 	requireSameState(t, want, dump(t, dst.State()))
 
 	gotSnap, wantSnap := dst.State().Snapshot(), src.State().Snapshot()
-	if gotSnap.LatestIndex() != 11 {
-		t.Errorf("restored LatestIndex = %d, want 11", gotSnap.LatestIndex())
+	if gotSnap.LatestIndex() != 13 {
+		t.Errorf("restored LatestIndex = %d, want 13", gotSnap.LatestIndex())
 	}
 	for _, tab := range state.Tables {
 		if tab.Name == state.TableNamespaces {
@@ -335,9 +343,9 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 
 	// The restored FSM keeps applying: new event sequence numbers and
 	// indexes continue from the restored state.
-	mustApply(t, dst, 12, EventType, &EventRequest{Event: structs.Event{Type: "after", Time: t0}})
+	mustApply(t, dst, 14, EventType, &EventRequest{Event: structs.Event{Type: "after", Time: t0}})
 	evs := dst.State().Snapshot().Events(nil)
-	if last := evs[len(evs)-1]; last.Type != "after" || last.Index != 12 {
+	if last := evs[len(evs)-1]; last.Type != "after" || last.Index != 14 {
 		t.Errorf("last event after restore = %+v", last)
 	}
 }
@@ -545,12 +553,12 @@ func TestNodeStatus(t *testing.T) {
 	mustApply(t, f, 2, NodeRegisterType, workerJoin("wk", "w1", "s1", t0))
 	later := t0.Add(time.Minute)
 	mustApply(t, f, 3, NodeStatusType, &NodeStatusRequest{Updates: []NodeStatusUpdate{
-		{NodeID: "w1", Status: structs.NodeStatusFailed},
-		{NodeID: "m1", Status: structs.NodeStatusAlive}, // unchanged
-		{NodeID: "missing", Status: structs.NodeStatusLeft},
+		{NodeID: "w1", Status: structs.NodeStatusUnknown},
+		{NodeID: "m1", Status: structs.NodeStatusReady}, // unchanged
+		{NodeID: "missing", Status: structs.NodeStatusDown},
 	}, Now: later})
 	snap := f.State().Snapshot()
-	if w1 := snap.Node(nil, "w1"); w1.Status != structs.NodeStatusFailed || !w1.UpdatedAt.Equal(later) || w1.ModifyIndex != 3 {
+	if w1 := snap.Node(nil, "w1"); w1.Status != structs.NodeStatusUnknown || !w1.UpdatedAt.Equal(later) || w1.ModifyIndex != 3 {
 		t.Errorf("w1 = %+v", w1)
 	}
 	if m1 := snap.Node(nil, "m1"); m1.ModifyIndex != 1 {

@@ -148,7 +148,7 @@ func Init(cfg Config) (*Server, *Bootstrap, error) {
 		Cluster: structs.ClusterConfig{ClusterID: clusterID, CACertPEM: ca.CertPEM, CAKeySealed: caSealed, GossipKeysSealed: gossipSealed, CreatedAt: now},
 		Node: structs.Node{
 			ID: nodeID, Name: cfg.Name, Role: structs.RoleManager, Address: cfg.Advertise,
-			APIPort: cfg.APIPort, RPCPort: cfg.RPCPort, SerfPort: cfg.SerfPort, Status: structs.NodeStatusAlive,
+			APIPort: cfg.APIPort, RPCPort: cfg.RPCPort, SerfPort: cfg.SerfPort, Status: structs.NodeStatusReady,
 			CertSerial: pki.SerialHex(cert), CertExpiry: cert.NotAfter, JoinedAt: now, UpdatedAt: now,
 		},
 		Cert:       structs.IssuedCert{Serial: pki.SerialHex(cert), NodeID: nodeID, Role: structs.RoleManager, NotAfter: cert.NotAfter, IssuedAt: now},

@@ -285,7 +285,7 @@ func TestManagerCluster(t *testing.T) {
 			if err := serfAlive(l, 4); err != nil {
 				return err
 			}
-			if n := l.fsm.State().Snapshot().Node(nil, w.node.ID); n == nil || n.Status != structs.NodeStatusAlive {
+			if n := l.fsm.State().Snapshot().Node(nil, w.node.ID); n == nil || n.Status != structs.NodeStatusReady {
 				return fmt.Errorf("worker node %+v", n)
 			}
 			return nil

@@ -30,12 +30,25 @@ type Config struct {
 	RaftElectionTimeout  time.Duration
 	RaftLeaderLease      time.Duration
 
+	// HeartbeatTTL is how long a worker may go without a heartbeat before
+	// it is unknown; DownGrace how long it may stay unknown before it is
+	// down and its allocations are lost.
+	HeartbeatTTL time.Duration
+	DownGrace    time.Duration
+
 	// ReconcileInterval is how often the leader reconciles Serf members with
 	// Raft peers and node status, besides reacting to Serf events.
 	ReconcileInterval time.Duration
 
 	Logger hclog.Logger
 }
+
+// Liveness defaults: a worker missing heartbeats for 10 s is unknown, and
+// down 10 s later.
+const (
+	DefaultHeartbeatTTL = 10 * time.Second
+	DefaultDownGrace    = 10 * time.Second
+)
 
 // DefaultCertLifetime is the lifetime of node certificates.
 const DefaultCertLifetime = 7 * 24 * time.Hour
@@ -73,6 +86,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.CertLifetime < time.Second {
 		return fmt.Errorf("certificate lifetime %s is too short: use at least 1s", c.CertLifetime)
+	}
+	if c.HeartbeatTTL == 0 {
+		c.HeartbeatTTL = DefaultHeartbeatTTL
+	}
+	if c.DownGrace == 0 {
+		c.DownGrace = DefaultDownGrace
+	}
+	if c.HeartbeatTTL < 0 || c.DownGrace < 0 {
+		return fmt.Errorf("heartbeat TTL and down grace period cannot be negative")
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = 2 * time.Second

@@ -133,6 +133,21 @@ func (s *Server) routes() []route {
 		{"DELETE", "/v1/join-token/{id}", authAdmin, forwardAlways, 0, s.handleJoinTokenRevoke},
 		{"POST", "/v1/join-tokens/rotate/{role}", authAdmin, forwardAlways, 0, s.handleJoinTokenRotate},
 		{"GET", "/v1/events", authAdmin, forwardConsistent, 0, s.handleEvents},
+		{"POST", "/v1/allocations", authAdmin, forwardAlways, 0, s.handleAllocCreate},
+		{"GET", "/v1/allocations", authAdmin, forwardConsistent, 0, s.handleAllocs},
+		{"GET", "/v1/allocation/{id}", authAdmin, forwardConsistent, 0, s.handleAlloc},
+		{"POST", "/v1/allocation/{id}/stop", authAdmin, forwardAlways, 0, s.handleAllocStop},
+		{"GET", "/v1/allocation/{id}/logs", authAdmin, forwardNever, 0, s.handleAllocLogs},
+		{"GET", "/v1/node/allocations", authNode, forwardConsistent, 0, s.handleNodeAllocs},
+		{"PUT", "/v1/node/allocations", authNode, forwardAlways, 0, s.handleNodeAllocUpdate},
+		{"PUT", "/v1/node/register", authNode, forwardAlways, 0, s.handleNodeRegister},
+		{"POST", "/v1/node/heartbeat", authNode, forwardAlways, 0, s.handleHeartbeat},
+		{"POST", "/v1/node/{id}/drain", authAdmin, forwardAlways, 0, s.handleNodeEligibility(true, true)},
+		{"POST", "/v1/node/{id}/cordon", authAdmin, forwardAlways, 0, s.handleNodeEligibility(true, false)},
+		{"POST", "/v1/node/{id}/uncordon", authAdmin, forwardAlways, 0, s.handleNodeEligibility(false, false)},
+		{"GET", "/v1/images", authAdmin, forwardNever, 0, s.handleImages},
+		{"GET", "/v1/node/{id}/images", authAdmin, forwardNever, 0, s.handleNodeImages},
+		{"POST", "/v1/node/{id}/images", authAdmin, forwardNever, maxImageArchive, s.handleImageImport},
 	}
 }
 
@@ -338,6 +353,8 @@ func writeError(w http.ResponseWriter, err error) {
 		ae = &apiError{http.StatusServiceUnavailable, "no_leader", err.Error()}
 	case errors.Is(err, fsm.ErrConflict):
 		ae = &apiError{http.StatusConflict, "conflict", err.Error()}
+	case errors.Is(err, fsm.ErrForbidden):
+		ae = &apiError{http.StatusForbidden, "forbidden", err.Error()}
 	case errors.Is(err, fsm.ErrInvalid):
 		ae = &apiError{http.StatusBadRequest, "bad_request", err.Error()}
 	case errors.Is(err, state.ErrNotFound):

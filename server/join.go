@@ -106,7 +106,7 @@ func (s *Server) handleJoin(_ http.ResponseWriter, r *http.Request, _ *caller) (
 	node := structs.Node{
 		ID: nodeID, Name: req.Name, Role: tok.Role, Address: ip.String(),
 		APIPort: req.APIPort, RPCPort: req.RPCPort, SerfPort: req.SerfPort,
-		Status: structs.NodeStatusAlive, CertSerial: pki.SerialHex(cert), CertExpiry: cert.NotAfter,
+		Status: structs.NodeStatusReady, CertSerial: pki.SerialHex(cert), CertExpiry: cert.NotAfter,
 		JoinedAt: now, UpdatedAt: now,
 	}
 	issued := structs.IssuedCert{Serial: pki.SerialHex(cert), NodeID: nodeID, Role: tok.Role, NotAfter: cert.NotAfter, IssuedAt: now}

@@ -56,6 +56,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 	if err := s.raft.Barrier(30 * time.Second).Error(); err != nil {
 		s.logger.Warn("leader barrier failed", "error", err)
 	}
+	s.liveness.reset(time.Now().UTC())
 	t := time.NewTicker(s.cfg.ReconcileInterval)
 	defer t.Stop()
 	for {
@@ -66,18 +67,6 @@ func (s *Server) leaderLoop(ctx context.Context) {
 		case <-t.C:
 		case <-s.reconcileC:
 		}
-	}
-}
-
-// serfStatus maps a Serf member status to a node status.
-func serfStatus(st serf.MemberStatus) string {
-	switch st {
-	case serf.StatusAlive:
-		return structs.NodeStatusAlive
-	case serf.StatusLeft, serf.StatusLeaving:
-		return structs.NodeStatusLeft
-	default:
-		return structs.NodeStatusFailed
 	}
 }
 
@@ -98,45 +87,40 @@ func (s *Server) reconcile() {
 	for _, srv := range future.Configuration().Servers {
 		inRaft[srv.ID] = srv
 	}
-	seen := map[string]bool{}
-	var updates []fsm.NodeStatusUpdate
-	if sf := s.getSerf(); sf != nil {
-		for _, m := range sf.Members() {
-			n := snap.Node(nil, m.Name)
-			if n == nil {
-				continue
-			}
-			seen[n.ID] = true
-			st := serfStatus(m.Status)
-			if n.Status != st {
-				updates = append(updates, fsm.NodeStatusUpdate{NodeID: n.ID, Status: st})
-			}
-			if n.Role != structs.RoleManager || m.Status != serf.StatusAlive || m.Tags[gossip.TagRole] != string(structs.RoleManager) {
-				continue
-			}
-			if _, ok := inRaft[raft.ServerID(n.ID)]; ok {
-				continue
-			}
-			addr := net.JoinHostPort(m.Addr.String(), m.Tags[gossip.TagRPCPort])
-			if p, err := strconv.Atoi(m.Tags[gossip.TagRPCPort]); err != nil || p == 0 {
-				continue
-			}
-			s.logger.Info("adding manager as raft voter", "id", n.ID, "addr", addr)
-			if err := s.raft.AddVoter(raft.ServerID(n.ID), raft.ServerAddress(addr), 0, 10*time.Second).Error(); err != nil {
-				s.logger.Warn("add raft voter failed", "id", n.ID, "error", err)
-			}
+	sf := s.getSerf()
+	if sf == nil {
+		return
+	}
+	members := map[string]serf.Member{}
+	for _, m := range sf.Members() {
+		members[m.Name] = m
+	}
+	for _, m := range members {
+		n := snap.Node(nil, m.Name)
+		if n == nil || n.Role != structs.RoleManager || m.Status != serf.StatusAlive || m.Tags[gossip.TagRole] != string(structs.RoleManager) {
+			continue
 		}
-		// A node Serf has never seen (it crashed right after joining) is
-		// marked failed once it has had time to gossip.
-		now := time.Now()
-		for _, n := range snap.Nodes(nil) {
-			if !seen[n.ID] && n.ID != s.node.ID && n.Status == structs.NodeStatusAlive && now.Sub(n.UpdatedAt) > 30*time.Second {
-				updates = append(updates, fsm.NodeStatusUpdate{NodeID: n.ID, Status: structs.NodeStatusFailed})
-			}
+		if _, ok := inRaft[raft.ServerID(n.ID)]; ok {
+			continue
+		}
+		if p, err := strconv.Atoi(m.Tags[gossip.TagRPCPort]); err != nil || p == 0 {
+			continue
+		}
+		addr := net.JoinHostPort(m.Addr.String(), m.Tags[gossip.TagRPCPort])
+		s.logger.Info("adding manager as raft voter", "id", n.ID, "addr", addr)
+		if err := s.raft.AddVoter(raft.ServerID(n.ID), raft.ServerAddress(addr), 0, 10*time.Second).Error(); err != nil {
+			s.logger.Warn("add raft voter failed", "id", n.ID, "error", err)
+		}
+	}
+	now := time.Now().UTC()
+	var updates []fsm.NodeStatusUpdate
+	for _, n := range snap.Nodes(nil) {
+		if st := s.liveness.next(n, members, now); st != n.Status {
+			updates = append(updates, fsm.NodeStatusUpdate{NodeID: n.ID, Status: st})
 		}
 	}
 	if len(updates) > 0 {
-		if _, err := s.apply(fsm.NodeStatusType, &fsm.NodeStatusRequest{Updates: updates, Now: time.Now().UTC()}); err != nil {
+		if _, err := s.apply(fsm.NodeStatusType, &fsm.NodeStatusRequest{Updates: updates, Now: now}); err != nil {
 			s.logger.Warn("reconcile: update node status", "error", err)
 		}
 	}

@@ -71,6 +71,8 @@ type Server struct {
 
 	writes chan *pendingWrite
 
+	liveness *liveness
+
 	caMu    sync.Mutex
 	ca      *pki.CA
 	caIndex uint64
@@ -93,6 +95,7 @@ func newServer(cfg Config, node *identity.Node, certs *identity.Certs, unsealKey
 		reconcileC: make(chan struct{}, 1),
 		writes:     make(chan *pendingWrite, 4096),
 		notifyCh:   make(chan bool, 16),
+		liveness:   newLiveness(cfg.HeartbeatTTL, cfg.DownGrace),
 		ctx:        ctx, cancel: cancel,
 	}
 	s.internalTLS = pki.InternalClientTLS(certs.Pool, certs.GetClientCertificate, s.verifyPeer)

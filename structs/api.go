@@ -82,8 +82,9 @@ type RaftPeer struct {
 
 // NamespaceRequest creates a namespace.
 type NamespaceRequest struct {
-	Name        string `json:"name"`
-	Description string `json:"description,omitempty"`
+	Name            string `json:"name"`
+	Description     string `json:"description,omitempty"`
+	AllowPrivileged bool   `json:"allow_privileged,omitempty"`
 }
 
 // JoinTokenCreateRequest creates a join token. TTL is a Go duration string.
@@ -133,14 +134,20 @@ type NodePublic struct {
 	Leader     bool              `json:"leader,omitempty"`
 	CertExpiry time.Time         `json:"cert_expiry"`
 	Labels     map[string]string `json:"labels,omitempty"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+	Resources  Resources         `json:"resources"`
+	Cordoned   bool              `json:"cordoned"`
+	Draining   bool              `json:"draining"`
 	JoinedAt   time.Time         `json:"joined_at"`
+	UpdatedAt  time.Time         `json:"updated_at"`
 }
 
 // Public is the API view of n.
 func (n *Node) Public() NodePublic {
 	return NodePublic{
 		ID: n.ID, Name: n.Name, Role: n.Role, Address: n.Address, Status: n.Status,
-		CertExpiry: n.CertExpiry, Labels: n.Labels, JoinedAt: n.JoinedAt,
+		CertExpiry: n.CertExpiry, Labels: n.Labels, Attributes: n.Attributes, Resources: n.Resources,
+		Cordoned: n.Cordoned, Draining: n.Draining, JoinedAt: n.JoinedAt, UpdatedAt: n.UpdatedAt,
 	}
 }
 
@@ -151,4 +158,53 @@ type SnapshotInfo struct {
 	Term   uint64         `json:"term"`
 	Size   int64          `json:"size"`
 	Tables map[string]int `json:"tables"`
+}
+
+// AllocCreateRequest places an allocation on a named node (admins, until
+// the scheduler places them from jobs).
+type AllocCreateRequest struct {
+	Namespace string  `json:"namespace"`
+	NodeID    string  `json:"node_id"`
+	JobID     string  `json:"job_id,omitempty"`
+	Group     string  `json:"group,omitempty"`
+	Tasks     []*Task `json:"tasks"`
+}
+
+// NodeRegisterRequest is the worker's fingerprint, sent at start.
+type NodeRegisterRequest struct {
+	Attributes map[string]string `json:"attributes"`
+	Resources  Resources         `json:"resources"`
+	Labels     map[string]string `json:"labels,omitempty"`
+}
+
+// HeartbeatResponse tells a worker when to heartbeat next.
+type HeartbeatResponse struct {
+	TTL time.Duration `json:"ttl"`
+}
+
+// AllocUpdate is a worker's report on one of its allocations.
+type AllocUpdate struct {
+	ID                string                `json:"id"`
+	ClientStatus      string                `json:"client_status"`
+	ClientDescription string                `json:"client_description,omitempty"`
+	TaskStates        map[string]*TaskState `json:"task_states,omitempty"`
+}
+
+// AllocUpdateRequest carries a worker's reports in one write.
+type AllocUpdateRequest struct {
+	Updates []AllocUpdate `json:"updates"`
+}
+
+// ImageInfo describes an image on a worker.
+type ImageInfo struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// NodeImages lists the images of one worker.
+type NodeImages struct {
+	NodeID string      `json:"node_id"`
+	Images []ImageInfo `json:"images"`
+	Error  string      `json:"error,omitempty"`
 }

@@ -22,11 +22,14 @@ const (
 // Valid reports whether r is a known role.
 func (r Role) Valid() bool { return r == RoleManager || r == RoleWorker }
 
-// Node status values. The leader derives them from Serf membership.
+// Node status values. The leader derives them from Serf membership and,
+// for workers, from heartbeats: a node that misses them is unknown (its
+// workloads are left alone), and down once a grace period passes (its
+// allocations are then lost and replaced).
 const (
-	NodeStatusAlive  = "alive"
-	NodeStatusFailed = "failed"
-	NodeStatusLeft   = "left"
+	NodeStatusReady   = "ready"
+	NodeStatusUnknown = "unknown"
+	NodeStatusDown    = "down"
 )
 
 // Default ports.
@@ -55,8 +58,25 @@ type Node struct {
 	JoinedAt   time.Time
 	UpdatedAt  time.Time
 
+	// Attributes are the worker's fingerprint (cpu.cores, cpu.mhz,
+	// memory.mb, kernel.version, os.name, os.version, arch, hostname).
+	Attributes map[string]string
+	// Resources the worker offers to allocations.
+	Resources Resources
+	// Cordoned nodes take no new allocations; draining ones also move
+	// theirs away.
+	Cordoned bool
+	Draining bool
+	// StatusUpdatedAt is when Status last changed.
+	StatusUpdatedAt time.Time
+
 	CreateIndex uint64
 	ModifyIndex uint64
+}
+
+// Schedulable reports whether new allocations may be placed on the node.
+func (n *Node) Schedulable() bool {
+	return n.Role == RoleWorker && n.Status == NodeStatusReady && !n.Cordoned && !n.Draining
 }
 
 // APIAddr is the node's HTTPS API address (managers only serve it).
@@ -88,6 +108,9 @@ type Namespace struct {
 	Name        string
 	Description string
 	CreatedAt   time.Time
+	// AllowPrivileged lets tasks of this namespace ask for privileged
+	// containers; off by default.
+	AllowPrivileged bool
 
 	CreateIndex uint64
 	ModifyIndex uint64
@@ -179,6 +202,8 @@ const (
 	EventCertRenewed      = "cert-renewed"
 	EventGossipRotated    = "gossip-key-rotated"
 	EventSnapshotRestored = "snapshot-restored"
+	EventNodeStatus       = "node-status"
+	EventAllocLost        = "alloc-lost"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

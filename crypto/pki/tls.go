@@ -135,3 +135,54 @@ func runVerify(verify func(*x509.Certificate) error, leaf *x509.Certificate) err
 	}
 	return nil
 }
+
+// WorkerServerName is the TLS server name every worker certificate carries.
+const WorkerServerName = "worker.hive.internal"
+
+// NodeServerTLS is the configuration of a worker's own endpoint (logs,
+// image import): TLS 1.3, and only managers from caPool may call it; verify,
+// if not nil, sees the manager's leaf on every handshake.
+func NodeServerTLS(caPool *x509.CertPool, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), verify func(*x509.Certificate) error) *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+		ClientCAs:      caPool,
+		GetCertificate: getCert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			leaf, err := verifiedLeaf(cs)
+			if err != nil {
+				return err
+			}
+			if _, role, err := Identity(leaf); err != nil || role != structs.RoleManager {
+				return fmt.Errorf("worker tls: only managers may call a worker (peer role %q): %v", role, err)
+			}
+			return runVerify(verify, leaf)
+		},
+	}
+}
+
+// WorkerClientTLS is the configuration a manager uses to call the worker
+// nodeID: TLS 1.3, and the server must hold that worker's certificate, so a
+// manager cannot be pointed at another node by a stale address.
+func WorkerClientTLS(caPool *x509.CertPool, getClientCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), nodeID string, verify func(*x509.Certificate) error) *tls.Config {
+	return &tls.Config{
+		MinVersion:           tls.VersionTLS13,
+		RootCAs:              caPool,
+		ServerName:           WorkerServerName,
+		GetClientCertificate: getClientCert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			leaf, err := verifiedLeaf(cs)
+			if err != nil {
+				return err
+			}
+			id, role, err := Identity(leaf)
+			if err != nil {
+				return fmt.Errorf("worker tls: server is not a node: %w", err)
+			}
+			if role != structs.RoleWorker || id != nodeID {
+				return fmt.Errorf("worker tls: expected worker %s, server certificate names %s %s", nodeID, role, id)
+			}
+			return runVerify(verify, leaf)
+		},
+	}
+}

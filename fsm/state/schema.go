@@ -20,6 +20,7 @@ const (
 	TableJoinTokens  = "join_tokens"
 	TableACLTokens   = "acl_tokens"
 	TableEvents      = "events"
+	TableAllocs      = "allocs"
 )
 
 // IndexEntry records the Raft index that last changed a table.
@@ -49,6 +50,7 @@ var Tables = []Table{
 	{6, TableJoinTokens, func() any { return new(structs.JoinToken) }},
 	{7, TableACLTokens, func() any { return new(structs.ACLToken) }},
 	{8, TableEvents, func() any { return new(structs.Event) }},
+	{9, TableAllocs, func() any { return new(structs.Allocation) }},
 }
 
 // TableByID finds a table by its snapshot type byte.
@@ -85,6 +87,11 @@ func schema() *memdb.DBSchema {
 		TableACLTokens: {Name: TableACLTokens, Indexes: map[string]*memdb.IndexSchema{
 			"id":     idIndex("AccessorID"),
 			"secret": {Name: "secret", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "SecretHash"}},
+		}},
+		TableAllocs: {Name: TableAllocs, Indexes: map[string]*memdb.IndexSchema{
+			"id":        idIndex("ID"),
+			"node":      {Name: "node", Indexer: &memdb.StringFieldIndex{Field: "NodeID"}},
+			"namespace": {Name: "namespace", Indexer: &memdb.StringFieldIndex{Field: "Namespace"}},
 		}},
 		TableEvents: {Name: TableEvents, Indexes: map[string]*memdb.IndexSchema{
 			"id": {Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{

@@ -94,6 +94,9 @@ func TestTableRecordTypes(t *testing.T) {
 		if err := txn.UpsertACLToken(&structs.ACLToken{AccessorID: "a", SecretHash: "h"}); err != nil {
 			return err
 		}
+		if err := txn.UpsertAlloc(&structs.Allocation{ID: "al", NodeID: "n", Namespace: "ns"}); err != nil {
+			return err
+		}
 		return txn.AddEvent(structs.Event{Type: "x"})
 	})
 	snap := read(s)
@@ -126,7 +129,7 @@ func TestWatchSets(t *testing.T) {
 	watchNamespaces := func(s *Snapshot, ws memdb.WatchSet) { s.Namespaces(ws) }
 
 	updateNode := func(txn *Txn) error {
-		return txn.UpsertNode(&structs.Node{ID: "n1", Role: structs.RoleWorker, Status: structs.NodeStatusFailed})
+		return txn.UpsertNode(&structs.Node{ID: "n1", Role: structs.RoleWorker, Status: structs.NodeStatusUnknown})
 	}
 	addNode := func(txn *Txn) error { return txn.UpsertNode(&structs.Node{ID: "n2", Role: structs.RoleWorker}) }
 	deleteNode := func(txn *Txn) error { return txn.DeleteNode("n1") }
@@ -165,7 +168,7 @@ func TestWatchSets(t *testing.T) {
 				if err := txn.AddEvent(structs.Event{Type: "first"}); err != nil {
 					return err
 				}
-				return txn.UpsertNode(&structs.Node{ID: "n1", Role: structs.RoleWorker, Status: structs.NodeStatusAlive})
+				return txn.UpsertNode(&structs.Node{ID: "n1", Role: structs.RoleWorker, Status: structs.NodeStatusReady})
 			})
 
 			ws := memdb.NewWatchSet()
