@@ -1,13 +1,19 @@
-// Package client is the worker agent. For now it holds the node's cluster
-// membership: join, gossip, certificate renewal. Running workloads comes
-// with the worker issue.
+// Package client is the worker agent: it joins the cluster (gossip,
+// certificate renewal), fingerprints and registers the node, heartbeats,
+// watches the allocations placed on it and runs them as containers through
+// the driver (client/driver), re-attaching to running containers after a
+// restart, and serves managers the node's logs and images over mTLS.
 package client
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -15,6 +21,7 @@ import (
 	"github.com/hashicorp/serf/serf"
 
 	"github.com/hivesec/hive/api"
+	"github.com/hivesec/hive/client/driver"
 	"github.com/hivesec/hive/gossip"
 	"github.com/hivesec/hive/identity"
 	"github.com/hivesec/hive/structs"
@@ -27,7 +34,20 @@ type Config struct {
 	BindAddr  string
 	Name      string
 	SerfPort  int
-	Logger    hclog.Logger
+	// RPCPort is the worker's own mTLS endpoint (logs, images), called by
+	// managers only. Zero means the port the node joined with, else
+	// structs.DefaultRPCPort. Managers call the port recorded at join.
+	RPCPort int
+	// ContainerdAddress is containerd's socket; default
+	// driver.DefaultAddress. If nothing answers there the agent starts its
+	// own containerd under <DataDir>/containerd and stops it on Shutdown.
+	ContainerdAddress string
+	// Labels are operator labels reported with the fingerprint.
+	Labels map[string]string
+	// AllocDir holds each allocation's files (logs); default
+	// <DataDir>/allocs.
+	AllocDir string
+	Logger   hclog.Logger
 }
 
 // Agent is a running worker.
@@ -37,6 +57,15 @@ type Agent struct {
 	node   *identity.Node
 	certs  *identity.Certs
 	serf   *serf.Serf
+
+	driver         driver.Driver
+	closeDriver    func()
+	stopContainerd func()
+	allocs         *allocManager
+	updates        *updater
+	httpSrv        *http.Server
+	clientsMu      sync.Mutex
+	clients        map[string]cachedClient
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -57,6 +86,17 @@ func (c *Config) setDefaults() error {
 	if c.SerfPort == 0 {
 		c.SerfPort = structs.DefaultSerfPort
 	}
+	if c.ContainerdAddress == "" {
+		c.ContainerdAddress = driver.DefaultAddress
+	}
+	if c.AllocDir == "" {
+		c.AllocDir = filepath.Join(c.DataDir, "allocs")
+	}
+	abs, err := filepath.Abs(c.AllocDir)
+	if err != nil {
+		return fmt.Errorf("alloc dir: %w", err)
+	}
+	c.AllocDir = abs
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
 	}
@@ -74,7 +114,8 @@ func StartJoined(cfg Config, node *identity.Node, certs *identity.Certs, resp *s
 	return start(cfg, node, certs, resp.GossipKeys)
 }
 
-// Open resumes a worker from its data dir.
+// Open resumes a worker from its data dir. Containers that kept running
+// while the agent was down are re-attached, not restarted.
 func Open(cfg Config) (*Agent, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -91,7 +132,7 @@ func Open(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("this worker's certificate expired at %s while it was offline; rejoin with `hive join --token <worker token>` and the same data dir to keep its node ID", certs.Leaf().NotAfter.UTC().Format(time.RFC3339))
 	}
 	node.Address, node.SerfPort = cfg.Advertise, cfg.SerfPort
-	a := &Agent{cfg: cfg, logger: cfg.Logger, node: node, certs: certs}
+	a := &Agent{cfg: cfg, logger: cfg.Logger, node: node, certs: certs, clients: map[string]cachedClient{}}
 	// The gossip key is never stored on a worker: it asks a manager for it,
 	// authenticated by its certificate.
 	var keys *structs.GossipKeysResponse
@@ -106,16 +147,57 @@ func Open(cfg Config) (*Agent, error) {
 	return start(cfg, node, certs, keys.Keys)
 }
 
-func start(cfg Config, node *identity.Node, certs *identity.Certs, keys [][]byte) (*Agent, error) {
+func start(cfg Config, node *identity.Node, certs *identity.Certs, keys [][]byte) (_ *Agent, err error) {
+	if cfg.RPCPort == 0 {
+		cfg.RPCPort = node.RPCPort
+	}
+	if cfg.RPCPort == 0 {
+		cfg.RPCPort = structs.DefaultRPCPort
+	}
+	log := cfg.Logger
+	if node.RPCPort != 0 && node.RPCPort != cfg.RPCPort {
+		log.Warn("the RPC port differs from the one this node joined with; managers will call the joined port for logs and images",
+			"rpc_port", cfg.RPCPort, "joined_rpc_port", node.RPCPort)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &Agent{cfg: cfg, logger: cfg.Logger, node: node, certs: certs, ctx: ctx, cancel: cancel}
-	sf, err := gossip.Start(gossip.Config{
-		NodeID: node.ID, Role: structs.RoleWorker, BindAddr: cfg.BindAddr, Advertise: cfg.Advertise,
-		Port: cfg.SerfPort, Keys: keys, SnapshotPath: filepath.Join(cfg.DataDir, "serf", "local.snapshot"),
-		Logger: cfg.Logger.Named("serf"),
+	a := &Agent{cfg: cfg, logger: log, node: node, certs: certs, ctx: ctx, cancel: cancel,
+		clients: map[string]cachedClient{}}
+	// Undo what was started if a later step fails.
+	defer func() {
+		if err != nil {
+			a.Shutdown()
+		}
+	}()
+	if err := os.MkdirAll(cfg.AllocDir, 0o711); err != nil {
+		return nil, fmt.Errorf("create alloc dir: %w", err)
+	}
+
+	sctx, scancel := context.WithTimeout(ctx, time.Minute)
+	addr, stop, err := driver.EnsureContainerd(sctx, driver.Options{
+		Address: cfg.ContainerdAddress, DataDir: filepath.Join(cfg.DataDir, "containerd"), Logger: log,
 	})
 	if err != nil {
-		cancel()
+		scancel()
+		return nil, err
+	}
+	a.stopContainerd = stop
+	d, err := driver.New(sctx, driver.Config{Address: addr, Logger: log})
+	scancel()
+	if err != nil {
+		return nil, err
+	}
+	a.driver, a.closeDriver = d, func() { _ = d.Close() }
+
+	if err := a.listen(); err != nil {
+		return nil, err
+	}
+
+	sf, err := gossip.Start(gossip.Config{
+		NodeID: node.ID, Role: structs.RoleWorker, BindAddr: cfg.BindAddr, Advertise: cfg.Advertise,
+		Port: cfg.SerfPort, RPCPort: cfg.RPCPort, Keys: keys, SnapshotPath: filepath.Join(cfg.DataDir, "serf", "local.snapshot"),
+		Logger: log.Named("serf"),
+	})
+	if err != nil {
 		return nil, err
 	}
 	a.serf = sf
@@ -135,31 +217,25 @@ func start(cfg Config, node *identity.Node, certs *identity.Certs, keys [][]byte
 		})
 		return out, err
 	}}
-	a.wg.Add(1)
-	go func() { defer a.wg.Done(); r.Run(ctx) }()
+	a.goRun(r.Run)
+
+	a.updates = newUpdater(func(ctx context.Context, ups []structs.AllocUpdate) error {
+		return a.withManagerCtx(ctx, func(c *api.Client) error { return c.NodeAgent().UpdateAllocs(ctx, ups) })
+	}, log.Named("updates"))
+	a.allocs = newAllocManager(ctx, &runnerConfig{
+		driver: a.driver, allocDir: cfg.AllocDir, nodeID: node.ID, logger: log.Named("alloc"),
+		killTimeout: defaultKillTimeout, report: a.updates.push, now: time.Now,
+	})
+	a.goRun(a.updates.run)
+	a.goRun(a.registerAndHeartbeat)
+	a.goRun(a.watchAllocs)
+	log.Info("worker agent started", "node_id", node.ID, "rpc", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RPCPort)), "containerd", addr)
 	return a, nil
 }
 
-// withManager calls fn with a client for each known manager until one
-// answers without a transport error.
-func (a *Agent) withManager(fn func(*api.Client) error) error {
-	var last error
-	for _, m := range a.node.Managers {
-		c, err := api.NewClient(&api.Config{Address: m.APIAddr, CACertPEM: a.certs.CAPEM, ClientCert: a.certs.Current(), Timeout: 10 * time.Second})
-		if err != nil {
-			return err
-		}
-		err = fn(c)
-		var apiErr *api.Error
-		if err == nil || errors.As(err, &apiErr) {
-			return err
-		}
-		last = err
-	}
-	if last == nil {
-		last = errors.New("no managers known; rejoin with a join token")
-	}
-	return last
+func (a *Agent) goRun(fn func(context.Context)) {
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); fn(a.ctx) }()
 }
 
 // NodeID is this worker's node ID.
@@ -168,13 +244,34 @@ func (a *Agent) NodeID() string { return a.node.ID }
 // Done is closed when the agent stops.
 func (a *Agent) Done() <-chan struct{} { return a.ctx.Done() }
 
-// Shutdown leaves the gossip pool gracefully and stops the agent.
+// Shutdown stops the agent: it leaves gossip, stops watching and
+// reporting, and stops the containerd it started, but leaves containers
+// running; the next start re-attaches to them.
 func (a *Agent) Shutdown() {
 	a.once.Do(func() {
 		a.cancel()
+		if a.httpSrv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := a.httpSrv.Shutdown(sctx); err != nil {
+				_ = a.httpSrv.Close()
+			}
+			cancel()
+		}
 		if a.serf != nil {
 			_ = a.serf.Shutdown()
 		}
 		a.wg.Wait()
+		if a.allocs != nil {
+			wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			a.allocs.wait(wctx)
+			cancel()
+		}
+		if a.closeDriver != nil {
+			a.closeDriver()
+		}
+		if a.stopContainerd != nil {
+			a.stopContainerd()
+		}
+		a.logger.Info("worker agent stopped")
 	})
 }

@@ -130,7 +130,7 @@ func applyAllocClientUpdate(txn *state.Txn, buf []byte) (any, error) {
 	for _, u := range req.Updates {
 		a := r.Alloc(nil, u.ID)
 		if a == nil {
-			return nil, fmt.Errorf("allocation %s: %w", u.ID, state.ErrNotFound)
+			continue // deleted meanwhile; skipped below
 		}
 		if a.NodeID != req.NodeID {
 			return nil, fmt.Errorf("allocation %s is not placed on node %s: %w", u.ID, req.NodeID, ErrForbidden)
@@ -140,7 +140,13 @@ func applyAllocClientUpdate(txn *state.Txn, buf []byte) (any, error) {
 		}
 	}
 	for _, u := range req.Updates {
-		cp := *txn.Read().Alloc(nil, u.ID)
+		a := txn.Read().Alloc(nil, u.ID)
+		// Lost is final: the allocation was replaced while its node was
+		// away, and a worker that comes back must not revive it.
+		if a == nil || a.ClientStatus == structs.AllocLost {
+			continue
+		}
+		cp := *a
 		cp.ClientStatus = u.ClientStatus
 		cp.ClientDescription = u.ClientDescription
 		if u.TaskStates != nil {

@@ -1,0 +1,200 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/hivesec/hive/client/driver"
+	"github.com/hivesec/hive/structs"
+)
+
+// Timeouts of driver calls. The driver waits while containerd restarts, so
+// every call is bounded.
+const (
+	defaultKillTimeout = 10 * time.Second
+	pullTimeout        = 10 * time.Minute
+	startTimeout       = 2 * time.Minute
+	destroyTimeout     = time.Minute
+	listTimeout        = 30 * time.Second
+)
+
+// runnerConfig is what every allocation runner of an agent shares.
+type runnerConfig struct {
+	driver   driver.Driver
+	allocDir string
+	nodeID   string
+	logger   hclog.Logger
+	// killTimeout is how long a stopped task gets between SIGTERM and
+	// SIGKILL.
+	killTimeout time.Duration
+	// report queues a state report for the managers.
+	report func(structs.AllocUpdate)
+	now    func() time.Time
+}
+
+// allocRunner runs one allocation's tasks and reports their states. Its
+// life: pending (tasks starting) → running (all tasks started) → complete
+// (all tasks exited 0, or stopped) or failed (a task failed for good, which
+// stops its siblings). Agent shutdown ends it without touching containers.
+type allocRunner struct {
+	cfg   *runnerConfig
+	alloc *structs.Allocation
+	ctx   context.Context // the agent's: cancelled at shutdown
+
+	mu          sync.Mutex
+	states      map[string]*structs.TaskState
+	status      string
+	description string
+	failed      bool // a task failed for good; description says which
+	// lost: the managers gave the allocation up (its node was down); the
+	// runner stops it without reporting, so "lost" stays the last word.
+	lost bool
+
+	stopOnce sync.Once
+	stopCh   chan struct{} // closed when the allocation must stop
+	done     chan struct{} // closed when every task runner returned
+}
+
+func newAllocRunner(ctx context.Context, cfg *runnerConfig, alloc *structs.Allocation) *allocRunner {
+	ar := &allocRunner{cfg: cfg, alloc: alloc, ctx: ctx, states: map[string]*structs.TaskState{},
+		stopCh: make(chan struct{}), done: make(chan struct{})}
+	for _, t := range alloc.Tasks {
+		ts := &structs.TaskState{State: structs.TaskPending}
+		// Carry over what the managers know (restarts, start time, a dead
+		// task) so an agent restart does not reset history.
+		if prev := alloc.TaskStates[t.Name]; prev != nil {
+			cp := *prev
+			ts = &cp
+			if ts.State != structs.TaskDead {
+				ts.State = structs.TaskPending // until re-attached or started
+			}
+		}
+		ar.states[t.Name] = ts
+	}
+	ar.status = allocStatus(alloc.Tasks, ar.states)
+	if ar.status == structs.AllocComplete || ar.status == structs.AllocFailed {
+		// Only reachable when restoring; the runner decides afresh below.
+		ar.status = structs.AllocPending
+	}
+	return ar
+}
+
+// run starts a task runner per task; restore holds containers found at
+// agent start, by task name.
+func (ar *allocRunner) run(restore map[string]driver.TaskStatus) {
+	ar.push()
+	var wg sync.WaitGroup
+	for _, t := range ar.alloc.Tasks {
+		tr := &taskRunner{ar: ar, task: t, cfg: driverConfig(ar.alloc, t, ar.cfg.allocDir, ar.cfg.nodeID),
+			restart: restartTracker{policy: t.Restart},
+			logger:  ar.cfg.logger.With("alloc", ar.alloc.ID, "task", t.Name)}
+		var rs *driver.TaskStatus
+		if st, ok := restore[t.Name]; ok {
+			rs = &st
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr.run(rs)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(ar.done)
+	}()
+}
+
+// stop asks every task to stop (desired status stop, or a sibling failed).
+func (ar *allocRunner) stop(reason string) {
+	ar.stopOnce.Do(func() {
+		ar.mu.Lock()
+		if ar.description == "" {
+			ar.description = reason
+		}
+		ar.mu.Unlock()
+		close(ar.stopCh)
+	})
+}
+
+func (ar *allocRunner) stopping() bool {
+	select {
+	case <-ar.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// setTask changes a task's state and reports the allocation.
+func (ar *allocRunner) setTask(name string, fn func(ts *structs.TaskState)) {
+	if ar.ctx.Err() != nil {
+		return // shutting down: the next agent reports from what it finds
+	}
+	ar.mu.Lock()
+	fn(ar.states[name])
+	ar.mu.Unlock()
+	ar.push()
+}
+
+// markLost silences the runner's reports; see lost.
+func (ar *allocRunner) markLost() {
+	ar.mu.Lock()
+	ar.lost = true
+	ar.mu.Unlock()
+}
+
+// push recomputes the client status and queues a report.
+func (ar *allocRunner) push() {
+	ar.mu.Lock()
+	ar.status = allocStatus(ar.alloc.Tasks, ar.states)
+	if ar.lost {
+		ar.mu.Unlock()
+		return
+	}
+	up := structs.AllocUpdate{ID: ar.alloc.ID, ClientStatus: ar.status, ClientDescription: ar.description,
+		TaskStates: copyStates(ar.states)}
+	ar.mu.Unlock()
+	ar.cfg.report(up)
+}
+
+// taskFailed records that a task failed for good and stops its siblings.
+func (ar *allocRunner) taskFailed(task, why string) {
+	msg := fmt.Sprintf("task %s failed: %s", task, why)
+	ar.mu.Lock()
+	if !ar.failed {
+		ar.failed, ar.description = true, msg
+	}
+	ar.mu.Unlock()
+	ar.stop(msg)
+}
+
+// snapshot returns the client status and a copy of the task states.
+func (ar *allocRunner) snapshot() (string, map[string]*structs.TaskState) {
+	ar.mu.Lock()
+	defer ar.mu.Unlock()
+	return ar.status, copyStates(ar.states)
+}
+
+// taskDead reports whether task will produce no more output.
+func (ar *allocRunner) taskDead(task string) (dead, known bool) {
+	ar.mu.Lock()
+	defer ar.mu.Unlock()
+	ts, ok := ar.states[task]
+	if !ok {
+		return false, false
+	}
+	return ts.State == structs.TaskDead, true
+}
+
+func (ar *allocRunner) finished() bool {
+	select {
+	case <-ar.done:
+		return true
+	default:
+		return false
+	}
+}
