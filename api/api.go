@@ -310,7 +310,12 @@ type request struct {
 func (c *Client) send(r request) (*http.Response, error) {
 	u := c.addr + r.path
 	if qs := r.query.encode(); qs != "" {
-		u += "?" + qs
+		// A path may carry its own filters (?node=...).
+		sep := "?"
+		if strings.Contains(r.path, "?") {
+			sep = "&"
+		}
+		u += sep + qs
 	}
 	ctx, cancel := context.Background(), context.CancelFunc(func() {})
 	if c.timeout > 0 && !r.stream {

@@ -154,6 +154,11 @@ type Cluster struct {
 	ManagerToken string
 	CACert       string // path of a copy of the cluster CA certificate
 
+	// DaemonArgs, when set before Bootstrap, adds arguments to the daemon
+	// command line of each host Bootstrap starts, by the role it joins as
+	// (host 0 runs init as a manager). Restart repeats them.
+	DaemonArgs func(h *Host, role structs.Role) []string
+
 	mu       sync.Mutex
 	api      *Host // default CLI target
 	blocked  map[*Host]map[string]bool
@@ -382,14 +387,33 @@ func (h *Host) JoinArgs(addr, token string, extra ...string) []string {
 	return append([]string{"join", addr, "--token", token, "--data-dir", h.DataDir, "--advertise", h.IP}, extra...)
 }
 
-// wrap turns a command into one that runs inside the host: its network
-// namespace plus a private UTS namespace whose hostname is the host's name,
-// so nodes do not all see the test machine's hostname. Every step execs the
-// next, so the PID the harness holds is the final program's.
+// wrap turns a command into the argv of one that runs inside the host: its
+// network namespace, a private UTS namespace whose hostname is the host's
+// name (so nodes do not all see the test machine's hostname), and a private
+// mount namespace with the host's own sysfs (/sys/class/net shows the
+// host's interfaces) but the machine's cgroup hierarchies, which runc needs
+// to enforce limits. (`ip netns exec` remounts /sys and so hides
+// /sys/fs/cgroup; this does what it does and puts the cgroups back.) Mounts
+// made inside, containerd's among them, stay inside and vanish with the
+// host's last process. Every step execs the next, so the PID the harness
+// holds is the final program's.
 func (h *Host) wrap(bin string, args ...string) []string {
-	return append([]string{"netns", "exec", h.NS, "unshare", "--uts", "--",
-		"/bin/sh", "-c", `hostname "$0" && exec "$@"`, h.Name, bin}, args...)
+	return append([]string{"nsenter", "--net=/run/netns/" + h.NS, "--",
+		"unshare", "--uts", "--mount", "--propagation", "slave", "--",
+		"/bin/sh", "-c", hostShell, h.Name, bin}, args...)
 }
+
+// hostShell sets up the host's mount namespace and hostname, then execs
+// the command; $0 is the host name.
+const hostShell = `set -e
+d=/run/hive-e2e-cgroup
+mkdir -p "$d"
+mount --rbind /sys/fs/cgroup "$d"
+umount -l /sys
+mount -t sysfs sysfs /sys
+mount --move "$d" /sys/fs/cgroup
+hostname "$0"
+exec "$@"`
 
 func (h *Host) startBinary(bin string, args ...string) {
 	t := h.c.t
@@ -406,7 +430,8 @@ func (h *Host) startBinary(bin string, args ...string) {
 	defer logf.Close() // the child holds its own copy
 	fmt.Fprintf(logf, "==== %s harness: start %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
 
-	cmd := exec.Command("ip", h.wrap(bin, args...)...)
+	argv := h.wrap(bin, args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = processEnv(nil)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
@@ -525,7 +550,74 @@ func (h *Host) stop() error {
 	if err := killNetns(h.NS); err != nil {
 		errs = append(errs, err)
 	}
+	// Containers are not: each has its own network namespace. A host that
+	// is pulled loses them too.
+	if err := killContainers(h.DataDir); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// KillAgent SIGKILLs only the daemon process, not its process group or
+// anything else in the host: containerd shims, and with them the
+// containers, keep running. (A containerd the agent started as its child
+// gets SIGKILL from the kernel too, through its parent-death signal; the
+// shims do not.) Relaunch starts the daemon again without touching them.
+func (h *Host) KillAgent() {
+	t := h.c.t
+	t.Helper()
+	h.mu.Lock()
+	p := h.proc
+	h.mu.Unlock()
+	if p == nil || isDone(p.done) {
+		t.Fatalf("%s: KillAgent: no daemon running", h.Name)
+	}
+	p.killed.Store(true)
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("%s: KillAgent: %v", h.Name, err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(killTimeout):
+		t.Fatalf("%s: KillAgent: pid %d not reaped %v after SIGKILL", h.Name, p.cmd.Process.Pid, killTimeout)
+	}
+}
+
+// Relaunch starts the daemon again with the arguments of the last Start,
+// after KillAgent: unlike Restart it kills nothing first, so whatever the
+// old daemon left running in the host (containers, shims) is still there.
+func (h *Host) Relaunch() {
+	t := h.c.t
+	t.Helper()
+	h.mu.Lock()
+	bin, args, p := h.bin, slices.Clone(h.args), h.proc
+	h.mu.Unlock()
+	if p == nil {
+		t.Fatalf("%s: Relaunch: never started", h.Name)
+	}
+	h.startBinary(bin, args...)
+}
+
+// Pid is the daemon's process ID, 0 when none runs.
+func (h *Host) Pid() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.proc == nil || isDone(h.proc.done) {
+		return 0
+	}
+	return h.proc.cmd.Process.Pid
+}
+
+// ContainerdSocket is where a worker started with WorkerArgs has its own
+// containerd: nothing answers there before the agent starts one.
+func (h *Host) ContainerdSocket() string {
+	return filepath.Join(h.DataDir, "containerd", "containerd.sock")
+}
+
+// WorkerArgs are the daemon arguments that give a worker host its own
+// containerd (the DESIGN's "each worker with its own containerd").
+func (h *Host) WorkerArgs() []string {
+	return []string{"--containerd-address", h.ContainerdSocket()}
 }
 
 // Pause freezes the daemon with SIGSTOP: its sockets stay open but it
@@ -590,7 +682,8 @@ func (h *Host) Run(timeout time.Duration, args ...string) (stdout, stderr string
 func (h *Host) runBinary(bin string, timeout time.Duration, args ...string) (string, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", h.wrap(bin, args...)...)
+	argv := h.wrap(bin, args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = processEnv(nil)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -900,8 +993,14 @@ func (c *Cluster) Bootstrap(managers, workers int) {
 		t.Fatalf("Bootstrap(%d, %d) on %d hosts", managers, workers, len(c.Hosts))
 	}
 	start := time.Now()
+	extra := func(h *Host, role structs.Role) []string {
+		if c.DaemonArgs == nil {
+			return nil
+		}
+		return c.DaemonArgs(h, role)
+	}
 	h0 := c.Hosts[0]
-	h0.Init()
+	h0.Init(extra(h0, structs.RoleManager)...)
 	boot := filepath.Join(h0.DataDir, "bootstrap")
 	WaitFor(t, 60*time.Second, "host0 to write bootstrap/ (tokens and CA)", func() error {
 		if err := h0.CheckRunning(); err != nil {
@@ -930,13 +1029,13 @@ func (c *Cluster) Bootstrap(managers, workers int) {
 	c.waitVoters(h0, c.managers)
 
 	for _, h := range c.Hosts[1:managers] {
-		h.Join(h0.APIAddr(), c.ManagerToken)
+		h.Join(h0.APIAddr(), c.ManagerToken, extra(h, structs.RoleManager)...)
 		c.managers = append(c.managers, h)
 		c.waitRole(h, structs.RoleManager)
 		c.waitVoters(h0, c.managers)
 	}
 	for _, h := range c.Hosts[managers : managers+workers] {
-		h.Join(h0.APIAddr(), c.WorkerToken)
+		h.Join(h0.APIAddr(), c.WorkerToken, extra(h, structs.RoleWorker)...)
 		c.workers = append(c.workers, h)
 	}
 	for _, h := range c.workers {

@@ -3,9 +3,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,7 +69,7 @@ func checkPrereqs(extra ...string) error {
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root (network namespaces and nftables need CAP_NET_ADMIN)")
 	}
-	tools := append([]string{"ip", "nft", "unshare", "hostname"}, extra...)
+	tools := append([]string{"ip", "nft", "nsenter", "unshare", "hostname", "mount"}, extra...)
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, fmt.Sprintf("%q in PATH (run scripts/install-deps.sh)", tool))
@@ -244,6 +246,19 @@ func sweep() error {
 			errs = append(errs, fmt.Sprintf("delete netns %s: %v", ns, err))
 		}
 	}
+	// Containers live in network namespaces of their own, so killing the
+	// hosts' processes leaves them running; find them through the task
+	// state of every worker's containerd under our data dirs.
+	for _, dir := range hostDataDirs() {
+		if err := killContainers(dir); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	for _, mp := range harnessMounts() {
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Sprintf("unmount %s: %v", mp, err))
+		}
+	}
 	links, err := listLinks()
 	if err != nil {
 		errs = append(errs, err.Error())
@@ -271,10 +286,127 @@ func leftovers() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if len(names) == 0 && len(links) == 0 {
+	var ctrs []string
+	for _, dir := range hostDataDirs() {
+		inits, err := containerInits(dir)
+		if err != nil {
+			return "", err
+		}
+		for _, ci := range inits {
+			ctrs = append(ctrs, fmt.Sprintf("%s (pid %d)", ci.id, ci.pid))
+		}
+	}
+	mounts := harnessMounts()
+	if len(names) == 0 && len(links) == 0 && len(ctrs) == 0 && len(mounts) == 0 {
 		return "", nil
 	}
-	return fmt.Sprintf("netns %v, links %v", names, links), nil
+	return fmt.Sprintf("netns %v, links %v, containers %v, mounts %v", names, links, ctrs, mounts), nil
+}
+
+// dataDirPattern matches every host data dir of this and earlier runs
+// (NewCluster makes them as <tmp>/hive-e2e-XXXX/hostN/data).
+func dataDirPattern() string {
+	return filepath.Join(os.TempDir(), nsPrefix+"*", "host*", "data")
+}
+
+func hostDataDirs() []string {
+	dirs, _ := filepath.Glob(dataDirPattern())
+	return dirs
+}
+
+// containerInit is a container's init process, found through its
+// containerd's task state.
+type containerInit struct {
+	id  string
+	pid int
+}
+
+// containerInits lists the live containers a worker's own containerd
+// (under dataDir/containerd) started: runc's shim keeps each task's bundle,
+// with the pid of its init, at
+// state/io.containerd.runtime.v2.task/<namespace>/<id>/init.pid. A pid counts
+// only while its cgroup still names the container, so a recycled pid is
+// never touched.
+func containerInits(dataDir string) ([]containerInit, error) {
+	paths, err := filepath.Glob(filepath.Join(dataDir, "containerd", "state", "io.containerd.runtime.v2.task", "*", "*", "init.pid"))
+	if err != nil {
+		return nil, err
+	}
+	var out []containerInit
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the task went while we looked
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 1 {
+			continue
+		}
+		id := filepath.Base(filepath.Dir(p))
+		if containerAlive(pid, id) {
+			out = append(out, containerInit{id: id, pid: pid})
+		}
+	}
+	return out, nil
+}
+
+// containerAlive: pid runs (a zombie does not count) in a cgroup that names
+// container id.
+func containerAlive(pid int, id string) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// "pid (comm) S ..." - the state follows the last ')'.
+	if i := bytes.LastIndexByte(stat, ')'); i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X' {
+		return false
+	}
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	return err == nil && strings.Contains(string(cg), "/"+id)
+}
+
+// killContainers SIGKILLs the init of every container of dataDir's
+// containerd (which ends its PID namespace, so the whole container) and
+// waits for them to go.
+func killContainers(dataDir string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		inits, err := containerInits(dataDir)
+		if err != nil {
+			return fmt.Errorf("containers under %s: %w", dataDir, err)
+		}
+		if len(inits) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("containers %v under %s survive SIGKILL", inits, dataDir)
+		}
+		for _, ci := range inits {
+			_ = syscall.Kill(ci.pid, syscall.SIGKILL)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// harnessMounts lists mount points in this mount namespace under the
+// harness's temporary dirs. The workers' containerd mounts in the private
+// mount namespace each host has (see Host.wrap), so none are expected; this
+// catches one that leaked anyway.
+func harnessMounts() []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	prefix := filepath.Join(os.TempDir(), nsPrefix)
+	var mps []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], prefix) {
+			mps = append(mps, f[4])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(mps))) // deepest first
+	return mps
 }
 
 // nftScript renders the partition table for one host: every packet to or

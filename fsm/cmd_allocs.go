@@ -176,6 +176,10 @@ func applyNodeFingerprint(txn *state.Txn, buf []byte) (any, error) {
 		cp.Labels = req.Labels
 	}
 	cp.UpdatedAt = req.Now
+	if cp.Status == structs.NodeStatusInitializing {
+		cp.Status = structs.NodeStatusReady
+		cp.StatusUpdatedAt = req.Now
+	}
 	return nil, txn.UpsertNode(&cp)
 }
 

@@ -4,7 +4,8 @@
 # dir under $HIVE_LOCAL_DIR (default /tmp/hive-local). It prints the node
 # list and the Raft peers, then stays in the foreground; Ctrl-C stops every
 # node. Running it again resumes the same cluster; `rm -rf $HIVE_LOCAL_DIR`
-# starts a new one.
+# starts a new one. (For one process that also runs an example workload,
+# see dev.sh.)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -55,7 +56,7 @@ start worker-1 join 127.0.0.1 --token "$(cat "$boot/worker.token")" --data-dir "
 
 for _ in $(seq 1 150); do
 	voters=$("$hive" operator raft peers -o json 2>/dev/null | grep -c '"voter": true' || true)
-	alive=$("$hive" node ls -o json 2>/dev/null | grep -c '"status": "alive"' || true)
+	alive=$("$hive" node ls -o json 2>/dev/null | grep -c '"status": "ready"' || true)
 	[[ $voters -eq 3 && $alive -eq 4 ]] && break
 	sleep 0.2
 done

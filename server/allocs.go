@@ -51,8 +51,11 @@ func (s *Server) handleAllocCreate(_ http.ResponseWriter, r *http.Request, _ *ca
 	if node == nil || node.Role != structs.RoleWorker {
 		return nil, badRequest("node %q is not a worker of this cluster; list workers with `hive node ls`", req.NodeID)
 	}
-	if node.Status == structs.NodeStatusDown {
-		return nil, errorf(http.StatusConflict, "conflict", "node %s is down; choose a ready worker", node.ID)
+	if node.Status != structs.NodeStatusReady {
+		return nil, errorf(http.StatusConflict, "conflict", "node %s is %s; choose a ready worker (`hive node ls`)", node.ID, node.Status)
+	}
+	if node.Cordoned || node.Draining {
+		return nil, errorf(http.StatusConflict, "conflict", "node %s is cordoned or draining; uncordon it or choose another worker", node.ID)
 	}
 	seen := map[string]bool{}
 	for _, t := range req.Tasks {

@@ -144,7 +144,7 @@ func (s *Server) handleNamespaceCreate(_ http.ResponseWriter, r *http.Request, _
 	if len(req.Description) > 1024 {
 		return nil, badRequest("namespace description is %d bytes; the limit is 1024", len(req.Description))
 	}
-	ns := structs.Namespace{Name: name, Description: req.Description, CreatedAt: time.Now().UTC()}
+	ns := structs.Namespace{Name: name, Description: req.Description, AllowPrivileged: req.AllowPrivileged, CreatedAt: time.Now().UTC()}
 	if _, err := s.apply(fsm.NamespaceUpsertType, &fsm.NamespaceUpsertRequest{Namespace: ns, Create: true}); err != nil {
 		return nil, err
 	}

@@ -106,7 +106,7 @@ func (s *Server) handleJoin(_ http.ResponseWriter, r *http.Request, _ *caller) (
 	node := structs.Node{
 		ID: nodeID, Name: req.Name, Role: tok.Role, Address: ip.String(),
 		APIPort: req.APIPort, RPCPort: req.RPCPort, SerfPort: req.SerfPort,
-		Status: structs.NodeStatusReady, CertSerial: pki.SerialHex(cert), CertExpiry: cert.NotAfter,
+		Status: initialStatus(tok.Role), CertSerial: pki.SerialHex(cert), CertExpiry: cert.NotAfter,
 		JoinedAt: now, UpdatedAt: now,
 	}
 	issued := structs.IssuedCert{Serial: pki.SerialHex(cert), NodeID: nodeID, Role: tok.Role, NotAfter: cert.NotAfter, IssuedAt: now}
@@ -226,4 +226,13 @@ func (s *Server) recordGossipKeys(clusterID string, keys [][]byte) error {
 	}
 	_, err = s.apply(fsm.GossipKeysType, &fsm.GossipKeysRequest{Sealed: sealed, Now: time.Now().UTC()})
 	return err
+}
+
+// initialStatus is a joining node's status: a worker is initializing until
+// its agent registers (it cannot serve logs or images before that).
+func initialStatus(r structs.Role) string {
+	if r == structs.RoleWorker {
+		return structs.NodeStatusInitializing
+	}
+	return structs.NodeStatusReady
 }

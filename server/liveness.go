@@ -55,6 +55,9 @@ func (l *liveness) lastHeartbeat(nodeID string) time.Time {
 // it has stayed unknown for the grace period (StatusUpdatedAt is when its
 // status last changed). Any node that is healthy again is ready.
 func (l *liveness) next(n *structs.Node, members map[string]serf.Member, now time.Time) string {
+	if n.Status == structs.NodeStatusInitializing {
+		return n.Status // only the agent's registration makes it ready
+	}
 	m, known := members[n.ID]
 	healthy := known && m.Status == serf.StatusAlive
 	if n.Role == structs.RoleWorker && now.Sub(l.lastHeartbeat(n.ID)) > l.ttl {

@@ -34,6 +34,7 @@ func TestLivenessNext(t *testing.T) {
 		{"down node that heartbeats again is ready", node(structs.RoleWorker, structs.NodeStatusDown, t0), alive, 20 * time.Second, 21 * time.Second, structs.NodeStatusReady},
 		{"managers need no heartbeat", node(structs.RoleManager, structs.NodeStatusReady, t0), alive, -1, time.Hour, structs.NodeStatusReady},
 		{"manager gone from serf goes unknown", node(structs.RoleManager, structs.NodeStatusReady, t0), map[string]serf.Member{}, -1, time.Hour, structs.NodeStatusUnknown},
+		{"initializing waits for registration", node(structs.RoleWorker, structs.NodeStatusInitializing, t0), failed, -1, time.Hour, structs.NodeStatusInitializing},
 		{"a new leader grants a fresh TTL", node(structs.RoleWorker, structs.NodeStatusReady, t0), alive, -1, 9 * time.Second, structs.NodeStatusReady},
 	}
 	for _, tc := range cases {

@@ -27,7 +27,10 @@ func (r Role) Valid() bool { return r == RoleManager || r == RoleWorker }
 // workloads are left alone), and down once a grace period passes (its
 // allocations are then lost and replaced).
 const (
-	NodeStatusReady   = "ready"
+	// NodeStatusInitializing is a worker that joined but whose agent has
+	// not registered yet: nothing may be placed on it or asked of it.
+	NodeStatusInitializing = "initializing"
+	NodeStatusReady        = "ready"
 	NodeStatusUnknown = "unknown"
 	NodeStatusDown    = "down"
 )

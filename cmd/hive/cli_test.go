@@ -52,15 +52,18 @@ var (
 type fakeAPI struct {
 	mu       sync.Mutex
 	requests []string // "METHOD /path"
+	queries  []string // raw query of each request
 	auth     []string
 	bodies   []string
 	failSnap bool
+	nodes    []structs.NodePublic // answers GET /v1/nodes when set
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	f.requests = append(f.requests, r.Method+" "+r.URL.EscapedPath())
+	f.queries = append(f.queries, r.URL.RawQuery)
 	f.auth = append(f.auth, r.Header.Get("Authorization"))
 	f.bodies = append(f.bodies, string(body))
 	failSnap := f.failSnap
@@ -78,7 +81,13 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method + " " + r.URL.Path {
 	case "GET /v1/nodes":
-		reply(200, fxNodes)
+		f.mu.Lock()
+		nodes := f.nodes
+		f.mu.Unlock()
+		if nodes == nil {
+			nodes = fxNodes
+		}
+		reply(200, nodes)
 	case "GET /v1/node/n-1":
 		reply(200, fxNodes[1])
 	case "GET /v1/node/nope":
@@ -114,6 +123,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "PUT /v1/operator/snapshot":
 		reply(200, struct{}{})
 	default:
+		if f.serveWorker(w, r, body, reply) {
+			return
+		}
 		reply(404, structs.ErrorResponse{Error: "no route " + r.Method + " " + r.URL.Path, Code: "not_found"})
 	}
 }
@@ -162,14 +174,28 @@ func env(t *testing.T) *fakeAPI {
 		t.Fatal(err)
 	}
 	f := &fakeAPI{}
-	srv := httptest.NewUnstartedServer(f)
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	t.Setenv(api.EnvAddress, srv.URL)
+	fakeCert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	t.Setenv(api.EnvAddress, startFake(t, f))
 	t.Setenv(api.EnvCACert, caFile)
 	t.Setenv(api.EnvToken, "")
+	// Never the real ~/.hive/config: a `hive dev` on this machine must not
+	// change what the tests see.
+	t.Setenv(envConfig, filepath.Join(t.TempDir(), "no-config"))
 	return f
+}
+
+// fakeCert is the certificate of the last env's fake API; the CA file
+// env wrote trusts it.
+var fakeCert tls.Certificate
+
+// startFake serves h over TLS with fakeCert and returns its URL.
+func startFake(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{fakeCert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // hive runs the CLI and returns its output and exit code.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hivesec/hive/client"
+	"github.com/hivesec/hive/client/driver"
 	"github.com/hivesec/hive/identity"
 	"github.com/hivesec/hive/server"
 	"github.com/hivesec/hive/structs"
@@ -31,6 +33,15 @@ type daemonFlags struct {
 	logLevel     string
 	logJSON      bool
 	certLifetime time.Duration
+
+	// Managers: worker liveness.
+	heartbeatTTL time.Duration
+	downGrace    time.Duration
+
+	// Workers.
+	labels            []string
+	containerdAddress string
+	allocDir          string
 }
 
 func (f *daemonFlags) register(cmd *cobra.Command) {
@@ -45,6 +56,17 @@ func (f *daemonFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fl.BoolVar(&f.logJSON, "log-json", false, "write logs as JSON lines")
 	fl.DurationVar(&f.certLifetime, "cert-lifetime", server.DefaultCertLifetime, "lifetime of node certificates this manager signs")
+	fl.DurationVar(&f.heartbeatTTL, "heartbeat-ttl", server.DefaultHeartbeatTTL, "a worker that misses heartbeats this long is unknown (managers)")
+	fl.DurationVar(&f.downGrace, "down-grace", server.DefaultDownGrace, "an unknown worker is down, and its allocations lost, after this much longer (managers)")
+}
+
+// registerWorker adds the flags only a worker uses.
+func (f *daemonFlags) registerWorker(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.labels, "label", nil, "operator label KEY=VALUE for this worker, e.g. zone=a (repeatable; workers)")
+	fl.StringVar(&f.containerdAddress, "containerd-address", driver.DefaultAddress,
+		"containerd socket; if none answers there the worker starts its own containerd under the data dir (workers)")
+	fl.StringVar(&f.allocDir, "alloc-dir", "", "directory for allocation files and logs (default: <data-dir>/alloc; workers)")
 }
 
 func (f *daemonFlags) check() error {
@@ -63,7 +85,33 @@ func (f *daemonFlags) check() error {
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return fmt.Errorf("invalid --log-level %q: use trace, debug, info, warn or error", f.logLevel)
 	}
+	if f.heartbeatTTL <= 0 || f.downGrace <= 0 {
+		return fmt.Errorf("--heartbeat-ttl (%s) and --down-grace (%s) must be positive", f.heartbeatTTL, f.downGrace)
+	}
+	if _, err := parseLabels(f.labels); err != nil {
+		return err
+	}
 	return nil
+}
+
+// parseLabels turns repeated --label KEY=VALUE flags into a map.
+func parseLabels(in []string) (map[string]string, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(in))
+	for _, kv := range in {
+		k, v, ok := strings.Cut(kv, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" || len(k) > 128 {
+			return nil, fmt.Errorf("invalid --label %q: use KEY=VALUE with a key of 1-128 characters", kv)
+		}
+		if old, dup := out[k]; dup && old != v {
+			return nil, fmt.Errorf("--label %s is given twice, as %q and %q", k, old, v)
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 func (f *daemonFlags) logger(w io.Writer) hclog.Logger {
@@ -76,12 +124,20 @@ func (f *daemonFlags) serverConfig(logger hclog.Logger) server.Config {
 	return server.Config{
 		DataDir: f.dataDir, Advertise: f.advertise, BindAddr: f.bind, Name: f.name,
 		APIPort: f.apiPort, RPCPort: f.rpcPort, SerfPort: f.serfPort,
-		CertLifetime: f.certLifetime, Logger: logger,
+		CertLifetime: f.certLifetime, HeartbeatTTL: f.heartbeatTTL, DownGrace: f.downGrace, Logger: logger,
 	}
 }
 
+// clientConfig is the worker's config. RPCPort is the worker's own mTLS
+// endpoint, which managers call for logs and images.
 func (f *daemonFlags) clientConfig(logger hclog.Logger) client.Config {
-	return client.Config{DataDir: f.dataDir, Advertise: f.advertise, BindAddr: f.bind, Name: f.name, SerfPort: f.serfPort, Logger: logger}
+	labels, _ := parseLabels(f.labels) // checked in check
+	return client.Config{
+		DataDir: f.dataDir, Advertise: f.advertise, BindAddr: f.bind, Name: f.name,
+		SerfPort: f.serfPort, RPCPort: f.rpcPort,
+		ContainerdAddress: f.containerdAddress, Labels: labels, AllocDir: f.allocDir,
+		Logger: logger,
+	}
 }
 
 func newInitCmd() *cobra.Command {
@@ -159,9 +215,15 @@ it does not.
 
 Running join again with the same data dir resumes the node; the token is then
 only needed if the node's certificate expired while it was offline (the node
-keeps its ID).`,
-		Example: `  hive join 198.18.0.10 --token "$(cat worker.token)" --data-dir /var/lib/hive --advertise 198.18.0.11`,
-		Args:    cobra.ExactArgs(1),
+keeps its ID).
+
+A worker runs its allocations through containerd at --containerd-address; if
+nothing answers there and the containerd binary is installed, it starts its
+own containerd under the data dir and stops it on exit. --rpc-port is then
+the worker's own mTLS endpoint, which managers call for logs and images.`,
+		Example: `  hive join 198.18.0.10 --token "$(cat worker.token)" --data-dir /var/lib/hive --advertise 198.18.0.11 \
+      --label zone=a --containerd-address /run/containerd/containerd.sock`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.check(); err != nil {
 				return err
@@ -175,6 +237,7 @@ keeps its ID).`,
 		},
 	}
 	f.register(cmd)
+	f.registerWorker(cmd)
 	cmd.Flags().StringVar(&token, "token", os.Getenv("HIVE_JOIN_TOKEN"), "join token (HIVE1-...); env HIVE_JOIN_TOKEN")
 	return cmd
 }

@@ -20,10 +20,13 @@ func newNamespaceCmd(g *globals) *cobra.Command {
 
 func newNamespaceCreateCmd(g *globals) *cobra.Command {
 	var desc string
+	var privileged bool
 	cmd := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a namespace",
-		Args:  exactArgs("NAME"),
+		Long: `Create a namespace. Tasks in it may not ask for privileged containers
+unless it is created with --allow-privileged.`,
+		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := structs.ValidateName("namespace", args[0]); err != nil {
 				return err
@@ -32,7 +35,7 @@ func newNamespaceCreateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.Namespaces().Create(structs.NamespaceRequest{Name: args[0], Description: desc}); err != nil {
+			if err := c.Namespaces().Create(structs.NamespaceRequest{Name: args[0], Description: desc, AllowPrivileged: privileged}); err != nil {
 				return fmt.Errorf("creating namespace %s: %w", args[0], err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Created namespace %s\n", args[0])
@@ -40,6 +43,7 @@ func newNamespaceCreateCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&desc, "description", "", "what the namespace is for")
+	cmd.Flags().BoolVar(&privileged, "allow-privileged", false, "let tasks in this namespace run privileged containers")
 	return cmd
 }
 
@@ -109,6 +113,7 @@ func newNamespaceStatusCmd(g *globals) *cobra.Command {
 		t.row("Name", n.Name)
 		t.row("Description", orDash(n.Description))
 		t.row("Created", fmtTime(n.CreatedAt))
+		t.row("Privileged", map[bool]string{true: "allowed", false: "refused"}[n.AllowPrivileged])
 		t.row("Create Index", n.CreateIndex)
 		t.row("Modify Index", n.ModifyIndex)
 		return t.flush()

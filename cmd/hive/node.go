@@ -12,9 +12,12 @@ import (
 func newNodeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "List, inspect and remove cluster nodes",
+		Short: "List, inspect, drain, cordon and remove cluster nodes",
 	}
-	cmd.AddCommand(newNodeListCmd(g), newNodeStatusCmd(g), newNodeRemoveCmd(g))
+	cmd.AddCommand(newNodeListCmd(g), newNodeStatusCmd(g), newNodeRemoveCmd(g),
+		newNodeEligibilityCmd(g, "drain", "Drain a worker: no new allocations, and its allocations move elsewhere once the scheduler lands"),
+		newNodeEligibilityCmd(g, "cordon", "Cordon a worker: no new allocations; running ones stay"),
+		newNodeEligibilityCmd(g, "uncordon", "Make a cordoned or draining worker eligible for allocations again"))
 	return cmd
 }
 
@@ -92,10 +95,66 @@ func newNodeStatusCmd(g *globals) *cobra.Command {
 		t.row("Leader", n.Leader)
 		t.row("Cert Expires", fmtTime(n.CertExpiry))
 		t.row("Joined", fmtTime(n.JoinedAt))
+		t.row("Updated", fmtTime(n.UpdatedAt))
 		t.row("Labels", fmtLabels(n.Labels))
-		return t.flush()
+		if n.Role == structs.RoleWorker {
+			t.row("Eligibility", eligibility(n))
+			t.row("Resources", fmt.Sprintf("cpu %d MHz, memory %d MiB", n.Resources.CPU, n.Resources.MemoryMB))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+		if len(n.Attributes) > 0 {
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "Attributes")
+			keys := make([]string, 0, len(n.Attributes))
+			for k := range n.Attributes {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			t := newTable(w)
+			for _, k := range keys {
+				t.row("  "+k, n.Attributes[k])
+			}
+			return t.flush()
+		}
+		return nil
 	}
 	return cmd
+}
+
+func eligibility(n *structs.NodePublic) string {
+	switch {
+	case n.Draining:
+		return "draining"
+	case n.Cordoned:
+		return "cordoned"
+	}
+	return "eligible"
+}
+
+func newNodeEligibilityCmd(g *globals, op, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   op + " ID",
+		Short: short,
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			nodes := c.Nodes()
+			call := map[string]func(string) (*structs.NodePublic, error){
+				"drain": nodes.Drain, "cordon": nodes.Cordon, "uncordon": nodes.Uncordon,
+			}[op]
+			n, err := call(args[0])
+			if err != nil {
+				return fmt.Errorf("%s node %s: %w", op, args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Node %s is %s.\n", n.ID, eligibility(n))
+			return nil
+		},
+	}
 }
 
 func newNodeRemoveCmd(g *globals) *cobra.Command {

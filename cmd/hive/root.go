@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,9 +17,23 @@ type globals struct {
 	caCert  string
 }
 
-// client builds an API client from the environment, overridden by flags.
+// client builds an API client from the CLI config file, overridden by the
+// environment, overridden by flags.
 func (g *globals) client() (*api.Client, error) {
 	cfg := api.DefaultConfig()
+	file, err := readCLIConfig(configPath())
+	if err != nil {
+		return nil, err
+	}
+	if os.Getenv(api.EnvAddress) == "" && file[configAddress] != "" {
+		cfg.Address = file[configAddress]
+	}
+	if cfg.Token == "" {
+		cfg.Token = file[configToken]
+	}
+	if cfg.CACertFile == "" {
+		cfg.CACertFile = file[configCACert]
+	}
 	if g.address != "" {
 		cfg.Address = g.address
 	}
@@ -48,6 +63,10 @@ variables, which the global flags override:
   HIVE_CACERT   PEM file with the cluster CA certificate; on a
                 manager it is <data-dir>/bootstrap/ca.pem         --ca-cert
 
+Lowest in priority is the config file ~/.hive/config (HIVE_CONFIG names
+another), "key=value" lines with the keys address, token and ca_cert;
+` + "`hive dev`" + ` writes it.
+
 Read commands print an aligned table, or the API objects as JSON with -o json.`
 
 func newRootCmd() *cobra.Command {
@@ -67,7 +86,10 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newInitCmd(),
 		newJoinCmd(),
+		newDevCmd(),
 		newNodeCmd(g),
+		newAllocCmd(g),
+		newImageCmd(g),
 		newOperatorCmd(g),
 		newNamespaceCmd(g),
 		newTokenCmd(g),
