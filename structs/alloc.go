@@ -56,6 +56,25 @@ type Allocation struct {
 	// Address is the allocation's IP, once networking reports one.
 	Address string
 
+	// Scheduler fields. Name is "<job>.<group>[<index>]"; the index is what
+	// rolling updates and rescheduling keep stable.
+	Name               string
+	EvalID             string
+	JobVersion         uint64
+	DeploymentID       string
+	DesiredDescription string
+	// Healthy is set once the deployment watcher has judged the allocation
+	// (nil: not yet).
+	Healthy            *bool
+	PreviousAllocation string
+	NextAllocation     string
+	// RescheduleTimes are when this allocation's lineage was rescheduled,
+	// for the reschedule policy's attempts-per-interval.
+	RescheduleTimes []time.Time
+	// Resources is what the allocation takes on its node (sum of tasks).
+	Resources Resources
+	Metrics   *AllocMetric
+
 	CreateTime time.Time
 	ModifyTime time.Time
 

@@ -31,8 +31,8 @@ const (
 	// not registered yet: nothing may be placed on it or asked of it.
 	NodeStatusInitializing = "initializing"
 	NodeStatusReady        = "ready"
-	NodeStatusUnknown = "unknown"
-	NodeStatusDown    = "down"
+	NodeStatusUnknown      = "unknown"
+	NodeStatusDown         = "down"
 )
 
 // Default ports.
