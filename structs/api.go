@@ -208,3 +208,61 @@ type NodeImages struct {
 	Images []ImageInfo `json:"images"`
 	Error  string      `json:"error,omitempty"`
 }
+
+// JobRegisterRequest submits a job (parsed from HCL by the CLI with the
+// jobspec package).
+type JobRegisterRequest struct {
+	Job *Job `json:"job"`
+}
+
+// JobRegisterResponse answers a job submission or revert.
+type JobRegisterResponse struct {
+	EvalID     string   `json:"eval_id"`
+	JobVersion uint64   `json:"job_version"`
+	Warnings   []string `json:"warnings,omitempty"`
+}
+
+// JobPlanResponse is a dry run of a submission: what the scheduler would do.
+type JobPlanResponse struct {
+	JobVersion     uint64                  `json:"job_version"`
+	Groups         map[string]*GroupPlan   `json:"groups"`
+	FailedTGAllocs map[string]*AllocMetric `json:"failed_tg_allocs,omitempty"`
+	Warnings       []string                `json:"warnings,omitempty"`
+}
+
+// GroupPlan counts one group's planned changes.
+type GroupPlan struct {
+	Place       int `json:"place"`
+	InPlace     int `json:"in_place"`
+	Destructive int `json:"destructive"`
+	Stop        int `json:"stop"`
+	Ignore      int `json:"ignore"`
+}
+
+// JobListStub is one line of `hive job status`.
+type JobListStub struct {
+	ID        string                   `json:"id"`
+	Namespace string                   `json:"namespace"`
+	Type      string                   `json:"type"`
+	Status    string                   `json:"status"`
+	Version   uint64                   `json:"version"`
+	Stop      bool                     `json:"stop"`
+	Groups    map[string]*GroupSummary `json:"groups"`
+	// Blocked explains, per group, why allocations wait for capacity.
+	Blocked map[string]*AllocMetric `json:"blocked,omitempty"`
+}
+
+// GroupSummary counts a group's allocations by client status.
+type GroupSummary struct {
+	Desired  int `json:"desired"`
+	Pending  int `json:"pending"`
+	Running  int `json:"running"`
+	Complete int `json:"complete"`
+	Failed   int `json:"failed"`
+	Lost     int `json:"lost"`
+}
+
+// JobRevertRequest reverts a job to an earlier version.
+type JobRevertRequest struct {
+	Version uint64 `json:"version"`
+}
