@@ -254,6 +254,7 @@ func populated(t testing.TB) *FSM {
 	mustApply(t, f, next(), AllocClientUpdateType, &AllocClientUpdateRequest{NodeID: "w2", Now: t0.Add(9 * time.Minute), Updates: []structs.AllocUpdate{{
 		ID: "a1", ClientStatus: structs.AllocRunning, TaskStates: map[string]*structs.TaskState{"web": {State: structs.TaskRunning, StartedAt: t0.Add(9 * time.Minute)}},
 	}}})
+	populateJobs(t, f, next)
 	res := mustApply(t, f, next(), NodeRemoveType, &NodeRemoveRequest{NodeID: "w1", Now: t0.Add(9 * time.Minute)})
 	if res.Value != 2 {
 		t.Fatalf("node remove revoked %v certificates, want 2", res.Value)
@@ -314,8 +315,8 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 	requireSameState(t, want, dump(t, dst.State()))
 
 	gotSnap, wantSnap := dst.State().Snapshot(), src.State().Snapshot()
-	if gotSnap.LatestIndex() != 13 {
-		t.Errorf("restored LatestIndex = %d, want 13", gotSnap.LatestIndex())
+	if gotSnap.LatestIndex() != 18 {
+		t.Errorf("restored LatestIndex = %d, want 18", gotSnap.LatestIndex())
 	}
 	for _, tab := range state.Tables {
 		if tab.Name == state.TableNamespaces {
@@ -343,9 +344,9 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 
 	// The restored FSM keeps applying: new event sequence numbers and
 	// indexes continue from the restored state.
-	mustApply(t, dst, 14, EventType, &EventRequest{Event: structs.Event{Type: "after", Time: t0}})
+	mustApply(t, dst, 19, EventType, &EventRequest{Event: structs.Event{Type: "after", Time: t0}})
 	evs := dst.State().Snapshot().Events(nil)
-	if last := evs[len(evs)-1]; last.Type != "after" || last.Index != 14 {
+	if last := evs[len(evs)-1]; last.Type != "after" || last.Index != 19 {
 		t.Errorf("last event after restore = %+v", last)
 	}
 }

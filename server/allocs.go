@@ -164,6 +164,7 @@ func (s *Server) handleNodeAllocUpdate(_ http.ResponseWriter, r *http.Request, c
 	if _, err := s.apply(fsm.AllocClientUpdateType, &fsm.AllocClientUpdateRequest{NodeID: c.nodeID, Updates: req.Updates, Now: time.Now().UTC()}); err != nil {
 		return nil, err
 	}
+	s.afterAllocUpdate(req.Updates)
 	return struct{}{}, nil
 }
 

@@ -148,6 +148,18 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/images", authAdmin, forwardNever, 0, s.handleImages},
 		{"GET", "/v1/node/{id}/images", authAdmin, forwardNever, 0, s.handleNodeImages},
 		{"POST", "/v1/node/{id}/images", authAdmin, forwardNever, maxImageArchive, s.handleImageImport},
+		{"POST", "/v1/jobs", authAdmin, forwardAlways, 0, s.handleJobRegister},
+		{"GET", "/v1/jobs", authAdmin, forwardConsistent, 0, s.handleJobs},
+		{"GET", "/v1/job/{id}", authAdmin, forwardConsistent, 0, s.handleJob},
+		{"DELETE", "/v1/job/{id}", authAdmin, forwardAlways, 0, s.handleJobDeregister},
+		{"POST", "/v1/job/{id}/plan", authAdmin, forwardAlways, 0, s.handleJobPlan},
+		{"GET", "/v1/job/{id}/versions", authAdmin, forwardConsistent, 0, s.handleJobVersions},
+		{"POST", "/v1/job/{id}/revert", authAdmin, forwardAlways, 0, s.handleJobRevert},
+		{"GET", "/v1/job/{id}/allocations", authAdmin, forwardConsistent, 0, s.handleJobAllocs},
+		{"GET", "/v1/job/{id}/evaluations", authAdmin, forwardConsistent, 0, s.handleJobEvals},
+		{"GET", "/v1/job/{id}/deployment", authAdmin, forwardConsistent, 0, s.handleJobDeployment},
+		{"GET", "/v1/evaluation/{id}", authAdmin, forwardConsistent, 0, s.handleEval},
+		{"GET", "/v1/deployment/{id}", authAdmin, forwardConsistent, 0, s.handleDeployment},
 	}
 }
 

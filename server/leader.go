@@ -57,6 +57,9 @@ func (s *Server) leaderLoop(ctx context.Context) {
 		s.logger.Warn("leader barrier failed", "error", err)
 	}
 	s.liveness.reset(time.Now().UTC())
+	jobsDone := make(chan struct{})
+	go func() { defer close(jobsDone); s.runJobSystem(ctx) }()
+	defer func() { <-jobsDone }()
 	t := time.NewTicker(s.cfg.ReconcileInterval)
 	defer t.Stop()
 	for {

@@ -21,6 +21,10 @@ const (
 	TableACLTokens   = "acl_tokens"
 	TableEvents      = "events"
 	TableAllocs      = "allocs"
+	TableJobs        = "jobs"
+	TableJobVersions = "job_versions"
+	TableEvals       = "evals"
+	TableDeployments = "deployments"
 )
 
 // IndexEntry records the Raft index that last changed a table.
@@ -51,6 +55,10 @@ var Tables = []Table{
 	{7, TableACLTokens, func() any { return new(structs.ACLToken) }},
 	{8, TableEvents, func() any { return new(structs.Event) }},
 	{9, TableAllocs, func() any { return new(structs.Allocation) }},
+	{10, TableJobs, func() any { return new(structs.Job) }},
+	{11, TableJobVersions, func() any { return new(structs.Job) }},
+	{12, TableEvals, func() any { return new(structs.Evaluation) }},
+	{13, TableDeployments, func() any { return new(structs.Deployment) }},
 }
 
 // TableByID finds a table by its snapshot type byte.
@@ -65,6 +73,15 @@ func TableByID(id byte) (Table, bool) {
 
 func idIndex(field string) *memdb.IndexSchema {
 	return &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: field}}
+}
+
+// nsIndex indexes a namespace-scoped record by Namespace and field.
+func nsIndex(name, field string, unique bool) *memdb.IndexSchema {
+	// A record without the field (an allocation created by hand has no
+	// job) is left out of a non-unique index.
+	return &memdb.IndexSchema{Name: name, Unique: unique, AllowMissing: !unique, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+		&memdb.StringFieldIndex{Field: "Namespace"}, &memdb.StringFieldIndex{Field: field},
+	}}}
 }
 
 func schema() *memdb.DBSchema {
@@ -92,6 +109,24 @@ func schema() *memdb.DBSchema {
 			"id":        idIndex("ID"),
 			"node":      {Name: "node", Indexer: &memdb.StringFieldIndex{Field: "NodeID"}},
 			"namespace": {Name: "namespace", Indexer: &memdb.StringFieldIndex{Field: "Namespace"}},
+			"job":       nsIndex("job", "JobID", false),
+		}},
+		TableJobs: {Name: TableJobs, Indexes: map[string]*memdb.IndexSchema{
+			"id": nsIndex("id", "ID", true),
+		}},
+		TableJobVersions: {Name: TableJobVersions, Indexes: map[string]*memdb.IndexSchema{
+			"id": {Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+				&memdb.StringFieldIndex{Field: "Namespace"}, &memdb.StringFieldIndex{Field: "ID"}, &memdb.UintFieldIndex{Field: "Version"},
+			}}},
+		}},
+		TableEvals: {Name: TableEvals, Indexes: map[string]*memdb.IndexSchema{
+			"id":     idIndex("ID"),
+			"job":    nsIndex("job", "JobID", false),
+			"status": {Name: "status", Indexer: &memdb.StringFieldIndex{Field: "Status"}},
+		}},
+		TableDeployments: {Name: TableDeployments, Indexes: map[string]*memdb.IndexSchema{
+			"id":  idIndex("ID"),
+			"job": nsIndex("job", "JobID", false),
 		}},
 		TableEvents: {Name: TableEvents, Indexes: map[string]*memdb.IndexSchema{
 			"id": {Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{

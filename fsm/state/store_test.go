@@ -97,6 +97,15 @@ func TestTableRecordTypes(t *testing.T) {
 		if err := txn.UpsertAlloc(&structs.Allocation{ID: "al", NodeID: "n", Namespace: "ns"}); err != nil {
 			return err
 		}
+		if err := txn.UpsertJob(&structs.Job{ID: "web", Namespace: "ns"}); err != nil {
+			return err
+		}
+		if err := txn.UpsertEval(&structs.Evaluation{ID: "e", Namespace: "ns", JobID: "web", Status: structs.EvalStatusPending}); err != nil {
+			return err
+		}
+		if err := txn.UpsertDeployment(&structs.Deployment{ID: "d", Namespace: "ns", JobID: "web"}); err != nil {
+			return err
+		}
 		return txn.AddEvent(structs.Event{Type: "x"})
 	})
 	snap := read(s)
