@@ -4,7 +4,6 @@
 package fsm
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"sync"
@@ -46,10 +45,29 @@ func register(t MessageType, name string, apply func(txn *state.Txn, buf []byte)
 // decodeInto is the body decoder every command uses.
 func decodeInto[T any](buf []byte) (*T, error) {
 	v := new(T)
-	if err := codec.NewDecoderBytes(buf, msgpackHandle).Decode(v); err != nil {
+	d := decoders.Get().(*codec.Decoder)
+	d.ResetBytes(buf)
+	err := d.Decode(v)
+	d.ResetBytes(noBytes) // drop the reference to buf before pooling
+	decoders.Put(d)
+	if err != nil {
 		return nil, fmt.Errorf("decode command body: %w", err)
 	}
 	return v, nil
+}
+
+// Decoders and encoders are reused: a codec.Decoder is several kilobytes of
+// state, and every write is decoded once on each manager and encoded once on
+// the leader. Reset clears all state from the previous use.
+var (
+	noBytes  = []byte{}
+	decoders = sync.Pool{New: func() any { return codec.NewDecoderBytes(noBytes, msgpackHandle) }}
+	encoders = sync.Pool{New: func() any { return new(pooledEncoder) }}
+)
+
+type pooledEncoder struct {
+	enc *codec.Encoder
+	buf []byte
 }
 
 var msgpackHandle = func() *codec.MsgpackHandle {
@@ -61,13 +79,31 @@ var msgpackHandle = func() *codec.MsgpackHandle {
 
 // Encode builds a log entry: type byte followed by the msgpack body.
 func Encode(t MessageType, body any) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteByte(byte(t))
-	if err := codec.NewEncoder(&buf, msgpackHandle).Encode(body); err != nil {
+	pe := encoders.Get().(*pooledEncoder)
+	defer encoders.Put(pe)
+	// The encoder writes from the start of the scratch buffer, which goes
+	// back to the pool; the caller gets its own copy, sized exactly.
+	body0 := pe.buf[:0]
+	if pe.enc == nil {
+		pe.enc = codec.NewEncoderBytes(&body0, msgpackHandle)
+	} else {
+		pe.enc.ResetBytes(&body0)
+	}
+	err := pe.enc.Encode(body)
+	if cap(body0) <= maxPooledEncodeBuf {
+		pe.buf = body0
+	}
+	if err != nil {
 		return nil, fmt.Errorf("encode %d: %w", t, err)
 	}
-	return buf.Bytes(), nil
+	out := make([]byte, 1+len(body0))
+	out[0] = byte(t)
+	copy(out[1:], body0)
+	return out, nil
 }
+
+// maxPooledEncodeBuf keeps one large command from pinning a large buffer.
+const maxPooledEncodeBuf = 64 << 10
 
 // Result is what Apply returns for one command, read through
 // raft.ApplyFuture.Response.

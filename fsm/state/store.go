@@ -20,7 +20,8 @@ var ErrNotFound = errors.New("not found")
 // Store is the state store. Writes come only from the FSM; reads may run
 // anywhere and see a consistent snapshot of one Raft index.
 type Store struct {
-	db *memdb.MemDB
+	db     *memdb.MemDB
+	schema *memdb.DBSchema
 	// abandonCh is closed when the store is replaced by a snapshot restore,
 	// waking blocking queries so they re-read the new store.
 	abandonCh chan struct{}
@@ -28,11 +29,12 @@ type Store struct {
 
 // New returns an empty store.
 func New() *Store {
-	db, err := memdb.NewMemDB(mustSchema())
+	schema := mustSchema()
+	db, err := memdb.NewMemDB(schema)
 	if err != nil {
 		panic(fmt.Sprintf("state: %v", err)) // only a schema bug reaches here
 	}
-	return &Store{db: db, abandonCh: make(chan struct{})}
+	return &Store{db: db, schema: schema, abandonCh: make(chan struct{})}
 }
 
 // Abandon marks the store as replaced.
@@ -52,10 +54,27 @@ type Txn struct {
 	// bumped remembers which tables' index entries this transaction has
 	// already written: a batch of many writes updates each entry once.
 	bumped map[string]bool
+
+	// Lookups by primary key do not read through txn. A read of an index
+	// that the transaction has modified makes memdb clone the index's radix
+	// transaction, and cloning throws away its cache of already-copied
+	// nodes, so every following insert copies its whole path from the root
+	// again: a batch of upserts, each reading before it writes, paid that
+	// for every write. Instead a lookup answers from the records this
+	// transaction wrote itself (written), and otherwise from base, the
+	// state as it was when the transaction began, which is exact since
+	// nothing else writes meanwhile (memdb allows one writer).
+	schema  *memdb.DBSchema
+	base    *memdb.Txn
+	written map[tableKey]any // nil value: deleted in this transaction
 }
 
+type tableKey struct{ table, key string }
+
 // Write opens a write transaction for the entry at index.
-func (s *Store) Write(index uint64) *Txn { return &Txn{txn: s.db.Txn(true), index: index} }
+func (s *Store) Write(index uint64) *Txn {
+	return &Txn{txn: s.db.Txn(true), index: index, schema: s.schema, base: s.db.Txn(false)}
+}
 
 // Commit makes the writes visible and fires watches.
 func (t *Txn) Commit() { t.txn.Commit() }
@@ -74,21 +93,100 @@ func (t *Txn) bump(table string) error {
 		t.bumped = make(map[string]bool, 2)
 	}
 	t.bumped[table] = true
-	if err := t.txn.Insert(TableIndex, &IndexEntry{Key: table, Value: t.index}); err != nil {
+	if err := t.put(TableIndex, &IndexEntry{Key: table, Value: t.index}); err != nil {
 		return fmt.Errorf("update index of %s: %w", table, err)
 	}
 	return nil
 }
 
 func (t *Txn) insert(table string, obj any) error {
-	if err := t.txn.Insert(table, obj); err != nil {
+	if err := t.put(table, obj); err != nil {
 		return fmt.Errorf("insert into %s: %w", table, err)
 	}
 	return t.bump(table)
 }
 
+// idIndexer is the primary-key indexer of table; memdb requires every
+// table to have one, single-valued.
+func (t *Txn) idIndexer(table string) primaryIndexer {
+	return t.schema.Tables[table].Indexes["id"].Indexer.(primaryIndexer)
+}
+
+type primaryIndexer interface {
+	memdb.Indexer
+	memdb.SingleIndexer
+}
+
+// put inserts obj and records it for lookups. Every write of the
+// transaction goes through put, remove or removeByID.
+func (t *Txn) put(table string, obj any) error {
+	ok, key, err := t.idIndexer(table).FromObject(obj)
+	if err != nil {
+		return err
+	}
+	if err := t.txn.Insert(table, obj); err != nil {
+		return err
+	}
+	if ok { // memdb refuses an object without a primary key anyway
+		t.record(table, key, obj)
+	}
+	return nil
+}
+
+// remove deletes obj.
+func (t *Txn) remove(table string, obj any) error {
+	ok, key, err := t.idIndexer(table).FromObject(obj)
+	if err != nil {
+		return err
+	}
+	if err := t.txn.Delete(table, obj); err != nil {
+		return err
+	}
+	if ok {
+		t.record(table, key, nil)
+	}
+	return nil
+}
+
+// removeByID deletes the record with primary key id and reports how many
+// records went.
+func (t *Txn) removeByID(table string, id string) (int, error) {
+	key, err := t.idIndexer(table).FromArgs(id)
+	if err != nil {
+		return 0, err
+	}
+	n, err := t.txn.DeleteAll(table, "id", id)
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		t.record(table, key, nil)
+	}
+	return n, nil
+}
+
+func (t *Txn) record(table string, key []byte, obj any) {
+	if t.written == nil {
+		t.written = make(map[tableKey]any)
+	}
+	t.written[tableKey{table, string(key)}] = obj
+}
+
+// lookup returns the record of table with primary key args (as for
+// memdb's First on the "id" index) as this transaction sees it.
+func (t *Txn) lookup(table string, args ...any) (any, error) {
+	key, err := t.idIndexer(table).FromArgs(args...)
+	if err != nil {
+		return nil, err
+	}
+	if obj, ok := t.written[tableKey{table, string(key)}]; ok {
+		return obj, nil
+	}
+	return t.base.First(table, "id", args...)
+}
+
 // Read gives read access inside a write transaction.
-func (t *Txn) Read() *Snapshot { return &Snapshot{txn: t.txn} }
+func (t *Txn) Read() *Snapshot { return &Snapshot{txn: t.txn, w: t} }
 
 // PutCluster stores the cluster configuration singleton.
 func (t *Txn) PutCluster(c *structs.ClusterConfig) error {
@@ -116,7 +214,7 @@ func (t *Txn) UpsertNode(n *structs.Node) error {
 
 // DeleteNode removes a node.
 func (t *Txn) DeleteNode(id string) error {
-	n, err := t.txn.DeleteAll(TableNodes, "id", id)
+	n, err := t.removeByID(TableNodes, id)
 	if err != nil {
 		return fmt.Errorf("delete node %s: %w", id, err)
 	}
@@ -149,7 +247,7 @@ func (t *Txn) PruneIssuedCerts(now time.Time) error {
 		}
 	}
 	for _, c := range gone {
-		if err := t.txn.Delete(TableIssuedCerts, c); err != nil {
+		if err := t.remove(TableIssuedCerts, c); err != nil {
 			return fmt.Errorf("prune issued cert %s: %w", c.Serial, err)
 		}
 	}
@@ -173,7 +271,7 @@ func (t *Txn) UpsertNamespace(ns *structs.Namespace) error {
 
 // DeleteNamespace removes a namespace.
 func (t *Txn) DeleteNamespace(name string) error {
-	n, err := t.txn.DeleteAll(TableNamespaces, "id", name)
+	n, err := t.removeByID(TableNamespaces, name)
 	if err != nil {
 		return fmt.Errorf("delete namespace %s: %w", name, err)
 	}
@@ -229,7 +327,7 @@ func (t *Txn) AddEvent(ev structs.Event) error {
 		old = append(old, o)
 	}
 	for _, o := range old {
-		if err := t.txn.Delete(TableEvents, o); err != nil {
+		if err := t.remove(TableEvents, o); err != nil {
 			return fmt.Errorf("prune events: %w", err)
 		}
 	}
@@ -237,9 +335,21 @@ func (t *Txn) AddEvent(ev structs.Event) error {
 }
 
 // Snapshot is a read-only view of the state at one index.
-type Snapshot struct{ txn *memdb.Txn }
+type Snapshot struct {
+	txn *memdb.Txn
+	// w is set for reads inside a write transaction; lookups by primary
+	// key then go through it (see Txn.lookup).
+	w *Txn
+}
 
 func (s *Snapshot) first(ws memdb.WatchSet, table, index string, args ...any) any {
+	if s.w != nil && ws == nil && index == "id" {
+		obj, err := s.w.lookup(table, args...)
+		if err != nil {
+			return nil
+		}
+		return obj
+	}
 	ch, obj, err := s.txn.FirstWatch(table, index, args...)
 	if err != nil {
 		return nil // only a schema mismatch errors; tests cover every query
