@@ -870,8 +870,14 @@ func (c *Cluster) CLI(args ...string) (stdout, stderr string, err error) {
 // CLIOn runs the hive CLI against h's API. A non-zero exit is an error that
 // carries stderr.
 func (c *Cluster) CLIOn(h *Host, args ...string) (stdout, stderr string, err error) {
+	return c.CLIWithin(h, CLITimeout, args...)
+}
+
+// CLIWithin is CLIOn with its own time limit, for commands that follow a
+// deployment and so outlast CLITimeout.
+func (c *Cluster) CLIWithin(h *Host, timeout time.Duration, args ...string) (stdout, stderr string, err error) {
 	bin := HiveBinary(c.t)
-	ctx, cancel := context.WithTimeout(context.Background(), CLITimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = processEnv(map[string]string{
@@ -885,7 +891,7 @@ func (c *Cluster) CLIOn(h *Host, args ...string) (stdout, stderr string, err err
 	cmd.Stderr = &errb
 	runErr := cmd.Run()
 	if ctx.Err() != nil {
-		runErr = fmt.Errorf("hive %s (on %s): no answer within %v", strings.Join(args, " "), h.Name, CLITimeout)
+		runErr = fmt.Errorf("hive %s (on %s): no answer within %v", strings.Join(args, " "), h.Name, timeout)
 	} else if runErr != nil {
 		runErr = fmt.Errorf("hive %s (on %s): %w: %s", strings.Join(args, " "), h.Name, runErr, strings.TrimSpace(errb.String()))
 	}

@@ -276,7 +276,20 @@ func printAllocStatus(w io.Writer, a *structs.Allocation) error {
 	t.row("Namespace", a.Namespace)
 	t.row("Job", orDash(a.JobID))
 	t.row("Group", orDash(a.Group))
+	if a.JobID != "" {
+		// Scheduler fields; allocations placed by hand have none.
+		t.row("Name", orDash(a.Name))
+		t.row("Version", a.JobVersion)
+		t.row("Deployment", orDash(a.DeploymentID))
+		t.row("Health", health(a.Healthy))
+		t.row("Evaluation", orDash(a.EvalID))
+		t.row("Replaces", orDash(a.PreviousAllocation))
+		t.row("Replaced By", orDash(a.NextAllocation))
+	}
 	t.row("Desired", orDash(a.DesiredStatus))
+	if a.DesiredDescription != "" {
+		t.row("Reason", a.DesiredDescription)
+	}
 	t.row("Status", orDash(a.ClientStatus))
 	t.row("Description", orDash(a.ClientDescription))
 	t.row("Address", orDash(a.Address))

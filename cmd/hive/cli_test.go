@@ -57,6 +57,7 @@ type fakeAPI struct {
 	bodies   []string
 	failSnap bool
 	nodes    []structs.NodePublic // answers GET /v1/nodes when set
+	calls    map[string]int       // per "METHOD /path", for answers that change
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -123,7 +124,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "PUT /v1/operator/snapshot":
 		reply(200, struct{}{})
 	default:
-		if f.serveWorker(w, r, body, reply) {
+		if f.serveWorker(w, r, body, reply) || f.serveJobs(r, body, reply) {
 			return
 		}
 		reply(404, structs.ErrorResponse{Error: "no route " + r.Method + " " + r.URL.Path, Code: "not_found"})

@@ -88,6 +88,8 @@ func newRootCmd() *cobra.Command {
 		newJoinCmd(),
 		newDevCmd(),
 		newNodeCmd(g),
+		newJobCmd(g),
+		newEvalCmd(g),
 		newAllocCmd(g),
 		newImageCmd(g),
 		newOperatorCmd(g),
