@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ type fakeDriver struct {
 	tasks    map[string]*fakeTask
 	images   map[string]driver.ImageInfo
 	starts   []driver.TaskConfig
+	pulls    []string
 	stops    []string
 	destroys []string
 	nextPID  uint32
@@ -60,11 +62,16 @@ func (f *fakeDriver) ImportImage(context.Context, io.Reader) ([]driver.ImageInfo
 func (f *fakeDriver) PullImage(_ context.Context, ref string) (driver.ImageInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.pulls = append(f.pulls, ref)
 	if f.PullErr != nil {
 		return driver.ImageInfo{}, f.PullErr
 	}
 	name, _ := driver.NormalizeRef(ref)
-	info := driver.ImageInfo{Name: name, Digest: "sha256:pulled", Size: 1}
+	dgst := "sha256:pulled"
+	if _, d, ok := strings.Cut(name, "@"); ok {
+		dgst = d // pulled by digest
+	}
+	info := driver.ImageInfo{Name: name, Digest: dgst, Size: 1}
 	f.images[name] = info
 	return info, nil
 }
@@ -89,6 +96,27 @@ func (f *fakeDriver) StartTask(_ context.Context, cfg driver.TaskConfig) (driver
 	}
 	if _, ok := f.tasks[cfg.ID]; ok {
 		return driver.TaskStatus{}, fmt.Errorf("start task %s: %w", cfg.ID, driver.ErrAlreadyExists)
+	}
+	if cfg.ImageDigest != "" {
+		// As the real driver: run the image with that digest, and keep a
+		// record of it under name@digest so a retag does not lose it.
+		var found *driver.ImageInfo
+		for _, img := range f.images {
+			if img.Digest == cfg.ImageDigest {
+				found = &img
+				break
+			}
+		}
+		if found == nil {
+			return driver.TaskStatus{}, fmt.Errorf("start task %s: no image with digest %s: %w", cfg.ID, cfg.ImageDigest, driver.ErrNotFound)
+		}
+		name, _ := driver.NormalizeRef(cfg.Image)
+		name, _, _ = strings.Cut(name, "@")
+		if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+			name = name[:i]
+		}
+		pin := name + "@" + cfg.ImageDigest
+		f.images[pin] = driver.ImageInfo{Name: pin, Digest: cfg.ImageDigest, Size: found.Size}
 	}
 	f.nextPID++
 	st := driver.TaskStatus{ID: cfg.ID, State: driver.StateRunning, PID: f.nextPID, StartedAt: time.Now(), Labels: maps.Clone(cfg.Labels)}
@@ -303,3 +331,16 @@ func waitStatus(t *testing.T, r *reports, id, status string) structs.AllocUpdate
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// startedWith lists the image digests the task id was started with, in order.
+func (f *fakeDriver) startedWith(id string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.starts {
+		if c.ID == id {
+			out = append(out, c.ImageDigest)
+		}
+	}
+	return out
+}

@@ -25,6 +25,10 @@ type taskRunner struct {
 	cfg     driver.TaskConfig
 	restart restartTracker
 	logger  hclog.Logger
+	// pinned is the digest of the image the task first started with (or,
+	// after an agent restart, the one its TaskState recorded). Every later
+	// start runs that image, even if its name was retagged since.
+	pinned string
 }
 
 // startError is a failed start; permanent ones retrying cannot fix.
@@ -46,7 +50,11 @@ func (tr *taskRunner) set(fn func(ts *structs.TaskState)) { tr.ar.setTask(tr.tas
 func (tr *taskRunner) run(restore *driver.TaskStatus) {
 	ctx := tr.ar.ctx
 	tr.ar.mu.Lock()
-	wasDead := tr.ar.states[tr.task.Name].State == structs.TaskDead
+	prev := tr.ar.states[tr.task.Name]
+	wasDead := prev.State == structs.TaskDead
+	if prev.ImageDigest != "" && !prev.StartedAt.IsZero() {
+		tr.pinned = prev.ImageDigest
+	}
 	tr.ar.mu.Unlock()
 	if wasDead {
 		// Finished before an agent restart; only a leftover container
@@ -185,8 +193,10 @@ func (tr *taskRunner) run(restore *driver.TaskStatus) {
 	}
 }
 
-// start makes sure the image is here, then starts the container and waits
-// on it. Errors that a retry cannot fix are permanent startErrors.
+// start makes sure the image is here, then starts the container by the
+// image's digest and waits on it; after the first successful start the
+// digest is pinned (and recorded in the TaskState). Errors that a retry
+// cannot fix are permanent startErrors.
 func (tr *taskRunner) start(ctx context.Context) (<-chan driver.TaskStatus, error) {
 	// Stop requests abort a slow pull or start.
 	ctx, cancel := context.WithCancel(ctx)
@@ -202,16 +212,17 @@ func (tr *taskRunner) start(ctx context.Context) (<-chan driver.TaskStatus, erro
 	if err != nil {
 		return nil, err
 	}
-	tr.set(func(ts *structs.TaskState) { ts.ImageDigest = digest })
+	cfg := tr.cfg
+	cfg.ImageDigest = digest
 
 	sctx, scancel := context.WithTimeout(ctx, startTimeout)
-	st, err := tr.driver().StartTask(sctx, tr.cfg)
+	st, err := tr.driver().StartTask(sctx, cfg)
 	scancel()
 	if errors.Is(err, driver.ErrAlreadyExists) {
 		// A container left by an earlier run of this task.
 		tr.destroy()
 		sctx, scancel := context.WithTimeout(ctx, startTimeout)
-		st, err = tr.driver().StartTask(sctx, tr.cfg)
+		st, err = tr.driver().StartTask(sctx, cfg)
 		scancel()
 	}
 	if err != nil {
@@ -228,14 +239,18 @@ func (tr *taskRunner) start(ctx context.Context) (<-chan driver.TaskStatus, erro
 	if started.IsZero() {
 		started = tr.now()
 	}
-	tr.logger.Info("task started", "pid", st.PID)
+	tr.pinned = digest
+	tr.logger.Info("task started", "pid", st.PID, "image_digest", digest)
 	tr.set(func(ts *structs.TaskState) {
 		ts.State, ts.StartedAt, ts.FinishedAt, ts.ExitCode = structs.TaskRunning, started.UTC(), time.Time{}, 0
+		ts.ImageDigest = digest
 	})
 	return ch, nil
 }
 
-// ensureImage returns the image's digest, pulling it when it is not here.
+// ensureImage returns the digest of the image to run, pulling it when it
+// is not here: the pinned digest once the task has started (pulled by
+// digest if no local image has it), else what the image's name resolves to.
 // A bad reference or a failed pull is permanent (clusters without a
 // registry import images instead); failing to ask containerd is not.
 func (tr *taskRunner) ensureImage(ctx context.Context) (string, error) {
@@ -248,6 +263,9 @@ func (tr *taskRunner) ensureImage(ctx context.Context) (string, error) {
 	cancel()
 	if err != nil {
 		return "", &startError{err: fmt.Errorf("list images: %w", err)}
+	}
+	if tr.pinned != "" {
+		return tr.ensurePinned(ctx, name, imgs)
 	}
 	for _, img := range imgs {
 		if img.Name == name {
@@ -263,6 +281,31 @@ func (tr *taskRunner) ensureImage(ctx context.Context) (string, error) {
 			permanent: ctx.Err() == nil}
 	}
 	return info.Digest, nil
+}
+
+// ensurePinned makes sure an image with the pinned digest is here.
+func (tr *taskRunner) ensurePinned(ctx context.Context, name string, imgs []driver.ImageInfo) (string, error) {
+	for _, img := range imgs {
+		if img.Digest == tr.pinned {
+			return tr.pinned, nil
+		}
+	}
+	ref, err := driver.DigestRef(name, tr.pinned)
+	if err != nil {
+		return "", &startError{err: fmt.Errorf("%w: pinned image: %w", driver.ErrInvalidConfig, err), permanent: true}
+	}
+	tr.logger.Info("pulling pinned image", "image", ref)
+	pctx, cancel := context.WithTimeout(ctx, pullTimeout)
+	defer cancel()
+	info, err := tr.driver().PullImage(pctx, ref)
+	if err == nil && info.Digest != tr.pinned {
+		err = fmt.Errorf("the pull gave digest %s", info.Digest)
+	}
+	if err != nil {
+		return "", &startError{err: fmt.Errorf("image %s is pinned to %s (what the task first ran); no image with that digest is on this node and %s could not be pulled (import it with `hive image import`): %w",
+			name, tr.pinned, ref, err), permanent: ctx.Err() == nil}
+	}
+	return tr.pinned, nil
 }
 
 // fail ends the task dead and failed, and fails the allocation.

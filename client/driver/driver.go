@@ -73,6 +73,15 @@ type TaskConfig struct {
 	// it is normalised like Docker does ("busybox" is
 	// "docker.io/library/busybox:latest").
 	Image string
+	// ImageDigest, when set ("sha256:…"), pins the image: the task runs
+	// the local image whose target (manifest or index) has this digest,
+	// whatever Image's tag points at now. StartTask keeps a record of it
+	// under Image's name at the digest ("docker.io/library/busybox@sha256:…",
+	// as containerd names an image pulled by digest), so retagging or
+	// re-importing the name does not let the pinned image be collected. A
+	// digest that is nowhere on the node is ErrNotFound. An Image given as
+	// "name@sha256:…" pins that digest the same way.
+	ImageDigest string
 
 	// Process. Entrypoint replaces the image's entrypoint when set.
 	// Command+Args replace the image's cmd when Command is set; Args alone

@@ -155,30 +155,134 @@ func (d *Containerd) imageInfo(ctx context.Context, img containerd.Image) (Image
 	return ImageInfo{Name: img.Name(), Digest: img.Target().Digest.String(), Size: size}, nil
 }
 
-// getImage finds an image by (normalised) reference and makes sure it is
-// unpacked for the snapshotter.
-func (d *Containerd) getImage(ctx context.Context, ref string) (containerd.Image, error) {
-	name, err := NormalizeRef(ref)
+// DigestRef is ref's repository at digest dgst: "busybox" (or
+// "busybox:1.36") and "sha256:…" give "docker.io/library/busybox@sha256:…",
+// the name containerd gives an image pulled by digest.
+func DigestRef(ref, dgst string) (string, error) {
+	named, err := reference.ParseDockerRef(ref)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return "", fmt.Errorf("image reference %q: %w", ref, err)
 	}
-	img, err := d.client.GetImage(ctx, name)
+	pinned, err := reference.ParseNormalizedNamed(reference.TrimNamed(named).Name() + "@" + dgst)
 	if err != nil {
-		if errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("image %s is not on this node (import or pull it first): %w", name, ErrNotFound)
+		return "", fmt.Errorf("image digest %q of %s: %w", dgst, named.Name(), err)
+	}
+	return pinned.String(), nil
+}
+
+// getImage finds the image to run and makes sure it is unpacked for the
+// snapshotter: by (normalised) reference, or, when pinned to a digest (dgst,
+// or a reference given as name@digest), the image with that target digest.
+func (d *Containerd) getImage(ctx context.Context, ref, dgst string) (containerd.Image, error) {
+	named, err := reference.ParseDockerRef(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: image reference %q: %w", ErrInvalidConfig, ref, err)
+	}
+	name := named.String()
+	if c, ok := named.(reference.Canonical); ok {
+		if dgst != "" && dgst != c.Digest().String() {
+			return nil, fmt.Errorf("%w: image %s names a digest other than the pinned %s", ErrInvalidConfig, name, dgst)
 		}
-		return nil, fmt.Errorf("image %s: %w", name, err)
+		dgst = c.Digest().String()
+	}
+	var img containerd.Image
+	if dgst != "" {
+		if img, err = d.pinnedImage(ctx, name, dgst); err != nil {
+			return nil, err
+		}
+	} else {
+		img, err = d.client.GetImage(ctx, name)
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				return nil, fmt.Errorf("image %s is not on this node (import or pull it first): %w", name, ErrNotFound)
+			}
+			return nil, fmt.Errorf("image %s: %w", name, err)
+		}
 	}
 	ok, err := img.IsUnpacked(ctx, d.snapshotter)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", name, err)
+		return nil, fmt.Errorf("image %s: %w", img.Name(), err)
 	}
 	if !ok {
 		if err := img.Unpack(ctx, d.snapshotter); err != nil {
-			return nil, fmt.Errorf("image %s: unpack: %w", name, err)
+			return nil, fmt.Errorf("image %s: unpack: %w", img.Name(), err)
 		}
 	}
 	return img, nil
+}
+
+// pinnedImage returns the image whose target has digest dgst, recorded
+// under DigestRef(name, dgst) so that it outlives a retag of name: the pin
+// record if there is one, else name if it still points there, else any
+// image with that target. An image that is nowhere is ErrNotFound, with
+// an error naming what name points at now.
+func (d *Containerd) pinnedImage(ctx context.Context, name, dgst string) (containerd.Image, error) {
+	pinName, err := DigestRef(name, dgst)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	is := d.client.ImageService()
+	get := func(n string) (*images.Image, error) {
+		img, err := is.Get(ctx, n)
+		if errdefs.IsNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", n, err)
+		}
+		return &img, nil
+	}
+	if pin, err := get(pinName); err != nil {
+		return nil, err
+	} else if pin != nil && pin.Target.Digest.String() == dgst {
+		return containerd.NewImage(d.client, *pin), nil
+	}
+
+	// Creating the pin record: an import must not move name meanwhile (and
+	// let GC take the image), nor roll the record back as its own.
+	d.importMu.Lock()
+	defer d.importMu.Unlock()
+	cur, err := get(name)
+	if err != nil {
+		return nil, err
+	}
+	var found *images.Image
+	if cur != nil && cur.Target.Digest.String() == dgst {
+		found = cur
+	} else {
+		all, err := is.List(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: list images: %w", pinName, err)
+		}
+		for i := range all {
+			if all[i].Target.Digest.String() == dgst {
+				found = &all[i]
+				break
+			}
+		}
+	}
+	if found == nil {
+		if cur == nil {
+			return nil, fmt.Errorf("image %s is not on this node, nor any image with the pinned digest %s (import it, or pull %s): %w",
+				name, dgst, pinName, ErrNotFound)
+		}
+		return nil, fmt.Errorf("image %s is now %s, not the pinned %s, and no image with digest %s is on this node (import it, or pull %s): %w",
+			name, cur.Target.Digest, dgst, dgst, pinName, ErrNotFound)
+	}
+	if found.Name != pinName {
+		rec := images.Image{Name: pinName, Target: found.Target}
+		_, err := is.Create(ctx, rec)
+		if errdefs.IsAlreadyExists(err) {
+			_, err = is.Update(ctx, rec, "target")
+		}
+		if err != nil {
+			// It runs all the same; only a retag may now lose it.
+			d.logger.Warn("record pinned image", "image", pinName, "error", err)
+			return containerd.NewImage(d.client, *found), nil
+		}
+		found = &rec
+	}
+	return containerd.NewImage(d.client, *found), nil
 }
 
 var errNoCommand = errors.New("no command: the image has no entrypoint or cmd and the task sets none")

@@ -25,7 +25,7 @@ func (d *Containerd) StartTask(ctx context.Context, cfg TaskConfig) (_ TaskStatu
 		return TaskStatus{}, fmt.Errorf("start task %s: %w", cfg.ID, err)
 	}
 
-	image, err := d.getImage(ctx, cfg.Image)
+	image, err := d.getImage(ctx, cfg.Image, cfg.ImageDigest)
 	if err != nil {
 		return fail(err)
 	}
