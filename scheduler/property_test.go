@@ -190,6 +190,12 @@ func TestSchedulerProperties(t *testing.T) {
 	for seed := 0; seed < iterations; seed++ {
 		r := rand.New(rand.NewPCG(uint64(seed), 99))
 		nodes := propertyCluster(r)
+		workers := 0
+		for _, n := range nodes {
+			if n.Role == structs.RoleWorker {
+				workers++
+			}
+		}
 		st := NewMemState()
 		st.UpsertNodes(nodes)
 		ids := counterIDs()
@@ -260,8 +266,12 @@ func TestSchedulerProperties(t *testing.T) {
 					if !res.Blocked || m == nil || res.Plan.Queued[tg.Name] != missing {
 						t.Fatalf("%s: %s short by %d without a reason (blocked %v, metric %+v, queued %v)", where, tg.Name, missing, res.Blocked, m, res.Plan.Queued)
 					}
-					if m.NodesEvaluated != len(nodes) || m.NodesFiltered+m.NodesExhausted == 0 {
-						t.Fatalf("%s: unhelpful metric %+v", where, m)
+					// Workers only: managers are not candidates at all.
+					if m.NodesEvaluated != workers || m.NodesFiltered+m.NodesExhausted == 0 {
+						t.Fatalf("%s: unhelpful metric %+v (%d workers)", where, m, workers)
+					}
+					if n := m.ConstraintFiltered["node is not a worker"]; n != 0 {
+						t.Fatalf("%s: %d manager(s) reported as filtered: %+v", where, n, m)
 					}
 					checkedBlocked++
 				}

@@ -76,6 +76,9 @@ type reconcileResult struct {
 	// deploymentNew: created by this evaluation; deploymentChanged: an
 	// existing one changed status (cancelled).
 	deploymentNew, deploymentChanged bool
+	// drainFollowUps: drain evaluations to create, for when the
+	// replacement that holds a migration back will be healthy.
+	drainFollowUps []time.Time
 }
 
 func (r *reconciler) compute() *reconcileResult {
@@ -120,6 +123,7 @@ func (r *reconciler) compute() *reconcileResult {
 	}
 	r.finishDeployment(res)
 	res.followUps = batchTimes(res.followUps, 5*time.Second)
+	res.drainFollowUps = batchTimes(res.drainFollowUps, time.Second)
 	return res
 }
 
@@ -314,19 +318,19 @@ func (r *reconciler) group(res *reconcileResult, tg *structs.TaskGroup, allocs [
 
 	ds, strategy := r.groupDeployment(res, tg)
 
-	// Drains move at most max_parallel allocations at a time: replacements
-	// still pending count against it.
+	// Drains move at most max_parallel allocations of a group at a time,
+	// as Nomad's drainer: a migration is in flight from the moment its
+	// replacement is placed until that replacement is healthy, whatever
+	// became of the allocation it replaced (still stopping or long gone).
 	migrateBudget := 1
 	if u := tg.Update; u != nil && u.MaxParallel > 0 {
 		migrateBudget = u.MaxParallel
 	} else if u := r.job.Update; u != nil && u.MaxParallel > 0 {
 		migrateBudget = u.MaxParallel
 	}
-	for _, a := range allocs {
-		if live(a) && a.PreviousAllocation != "" && a.ClientStatus == structs.AllocPending && a.Healthy == nil {
-			migrateBudget--
-		}
-	}
+	inFlight, nextHealthy := r.migrationsInFlight(tg, allocs)
+	migrateBudget -= inFlight
+	held := false
 
 	var update []*slot
 	for _, s := range slots {
@@ -348,11 +352,19 @@ func (r *reconciler) group(res *reconcileResult, tg *structs.TaskGroup, allocs [
 				g.place = append(g.place, placeReq{name: s.a.Name, index: s.index, prev: s.a, stopPrev: true, stopDesc: descMigrated})
 				g.migrate++
 			} else {
+				held = true
 				update = append(update, s)
 			}
 		case kindRunning:
 			update = append(update, s)
 		}
+	}
+
+	// A migration held back for a replacement that only this scheduler
+	// judges: look again when it will have been up min_healthy_time, as
+	// nothing else changes in state then.
+	if held && !nextHealthy.IsZero() {
+		res.drainFollowUps = append(res.drainFollowUps, nextHealthy)
 	}
 
 	// Missing: lowest free indexes first.
@@ -405,6 +417,91 @@ func (r *reconciler) group(res *reconcileResult, tg *structs.TaskGroup, allocs [
 	}
 	g.dstate = ds
 	return g
+}
+
+// migrationsInFlight counts the group's migrations that are not over: live
+// replacements of allocations moved off a draining node (stopped as
+// migrated, or on a node that is draining) not yet known to be healthy.
+//
+// Healthy is the deployment watcher's word, and it judges only the
+// allocations of the running deployment. A replacement outside it (a drain
+// after the job's deployment finished, or of a job without one) would wait
+// for a verdict that never comes, so it is judged here the watcher's way:
+// healthy once every task has been running for min_healthy_time. next is
+// the earliest time one of those will be (zero if none is counting down).
+func (r *reconciler) migrationsInFlight(tg *structs.TaskGroup, allocs []*structs.Allocation) (n int, next time.Time) {
+	var byID map[string]*structs.Allocation
+	for _, a := range allocs {
+		if !live(a) || a.PreviousAllocation == "" || (a.Healthy != nil && *a.Healthy) {
+			continue
+		}
+		if byID == nil {
+			byID = make(map[string]*structs.Allocation, len(allocs))
+			for _, b := range allocs {
+				byID[b.ID] = b
+			}
+		}
+		prev := byID[a.PreviousAllocation]
+		if prev == nil {
+			continue // collected: nothing says it was migrated
+		}
+		if prev.DesiredDescription != descMigrated {
+			if node := r.node(prev.NodeID); node == nil || !node.Draining {
+				continue
+			}
+		}
+		if a.Healthy == nil && !r.watched(a) {
+			at, ok := healthyAt(a, minHealthyTime(r.job, tg))
+			if ok && !at.After(r.now) {
+				continue // healthy
+			}
+			if ok && (next.IsZero() || at.Before(next)) {
+				next = at
+			}
+		}
+		n++
+	}
+	return n, next
+}
+
+// watched reports whether the deployment watcher will judge a's health:
+// it belongs to the job's running deployment.
+func (r *reconciler) watched(a *structs.Allocation) bool {
+	d := r.deployment
+	return a.DeploymentID != "" && d != nil && d.ID == a.DeploymentID && d.Status == structs.DeploymentRunning
+}
+
+// healthyAt is when a running allocation becomes healthy by the deployment
+// watcher's rule: every task running, min after the last one started. ok
+// is false while that is not known (not running, a task not started).
+func healthyAt(a *structs.Allocation, minHealthy time.Duration) (at time.Time, ok bool) {
+	if a.ClientStatus != structs.AllocRunning || len(a.Tasks) == 0 {
+		return time.Time{}, false
+	}
+	var since time.Time
+	for _, t := range a.Tasks {
+		ts := a.TaskStates[t.Name]
+		if ts == nil || ts.State != structs.TaskRunning || ts.StartedAt.IsZero() {
+			return time.Time{}, false
+		}
+		if ts.StartedAt.After(since) {
+			since = ts.StartedAt
+		}
+	}
+	return since.Add(minHealthy), true
+}
+
+// minHealthyTime is the group's min_healthy_time, defaults as the
+// deployment watcher applies them.
+func minHealthyTime(job *structs.Job, tg *structs.TaskGroup) time.Duration {
+	u := tg.Update
+	if u == nil {
+		u = job.Update
+	}
+	if u == nil {
+		u = structs.DefaultUpdateStrategy()
+	}
+	return u.MinHealthyTime
 }
 
 // groupDeployment returns the group's state in the deployment this

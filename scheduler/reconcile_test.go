@@ -44,12 +44,17 @@ func (h *harness) run(jobID string) *Result {
 	return res
 }
 
-// running marks every pending allocation of the job running.
+// running marks every pending allocation of the job running, its tasks
+// started now, as a worker reports it.
 func (h *harness) running(jobID string) {
 	for _, a := range h.st.AllocsByJob("default", jobID) {
 		if a.ClientStatus == structs.AllocPending && a.DesiredStatus == structs.AllocDesiredRun {
 			cp := *a
 			cp.ClientStatus = structs.AllocRunning
+			cp.TaskStates = map[string]*structs.TaskState{}
+			for _, t := range a.Tasks {
+				cp.TaskStates[t.Name] = &structs.TaskState{State: structs.TaskRunning, StartedAt: h.now}
+			}
 			h.st.UpsertAllocs(&cp)
 		}
 	}
@@ -331,6 +336,12 @@ func TestDrainMigratesMaxParallel(t *testing.T) {
 			t.Fatalf("next migration before the replacement runs")
 		}
 		h.running("web")
+		if res := h.run("web"); onN1 > moved && len(res.Plan.NodeAllocation) != 0 {
+			t.Fatalf("next migration before the replacement is healthy")
+		}
+		// No deployment judges the replacement: healthy once up for the
+		// default min_healthy_time.
+		h.now = h.now.Add(structs.DefaultUpdateStrategy().MinHealthyTime)
 	}
 	for _, a := range h.live("web") {
 		if a.NodeID == "n1" {
@@ -342,8 +353,188 @@ func TestDrainMigratesMaxParallel(t *testing.T) {
 	}
 }
 
+// TestDrainMaxParallelAcrossEvaluations reproduces the e2e drain: a worker
+// with both allocations of a group (max_parallel 1, min_healthy_time 2s)
+// drains. A migration stays in flight until its replacement is healthy,
+// also once the allocation it replaced has finished stopping, so each
+// evaluation in between migrates nothing.
+func TestDrainMaxParallelAcrossEvaluations(t *testing.T) {
+	type env struct {
+		h   *harness
+		job *structs.Job
+	}
+	// replacements are the live allocations placed by migrations.
+	replacements := func(e env) []*structs.Allocation {
+		var out []*structs.Allocation
+		for _, a := range e.h.live("web") {
+			if a.PreviousAllocation != "" {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	// oldStopped: the migrated allocations finish stopping on n1.
+	oldStopped := func(e env) {
+		for _, a := range e.h.st.AllocsByJob("default", "web") {
+			if a.DesiredStatus == structs.AllocDesiredStop && !a.Terminal() {
+				cp := *a
+				cp.ClientStatus = structs.AllocComplete
+				e.h.st.UpsertAllocs(&cp)
+			}
+		}
+	}
+	setHealth := func(v bool) func(env) {
+		return func(e env) {
+			for _, a := range replacements(e) {
+				if a.Healthy == nil {
+					cp := *a
+					cp.Healthy = &v
+					e.h.st.UpsertAllocs(&cp)
+				}
+			}
+		}
+	}
+	running := func(e env) { e.h.running("web") }
+	after := func(d time.Duration) func(env) { return func(e env) { e.h.now = e.h.now.Add(d) } }
+	// A deployment of the job's version still running (drain during a
+	// rollout): the watcher judges the replacements.
+	deploymentRunning := func(e env) {
+		d := *e.h.st.LatestDeployment("default", "web")
+		d.Status = structs.DeploymentRunning
+		e.h.st.UpsertDeployment(&d)
+	}
+
+	type step struct {
+		name    string
+		before  []func(env)
+		migrate int // migrations this evaluation must make
+		// drainFollowUp: a drain evaluation due this long after now.
+		drainFollowUp time.Duration
+	}
+	cases := []struct {
+		name    string
+		setup   []func(env)
+		steps   []step
+		drained bool // n1 empty at the end
+	}{{
+		// As in the e2e run: the job's deployment finished before the drain.
+		name: "e2e sequence",
+		steps: []step{
+			{name: "eval 1: drain starts", migrate: 1},
+			{name: "eval 2: old complete, replacement running, Healthy nil", before: []func(env){oldStopped, running}, migrate: 0, drainFollowUp: 2 * time.Second},
+			{name: "eval 3: replacement healthy", before: []func(env){setHealth(true)}, migrate: 1},
+			{name: "second replacement pending, old still stopping", migrate: 0},
+			{name: "second replacement healthy", before: []func(env){oldStopped, running, setHealth(true)}, migrate: 0},
+		},
+		drained: true,
+	}, {
+		// Drain during a rollout: the watcher judges the replacements, so
+		// time alone does not make them healthy.
+		name:  "running deployment: the watcher's verdict is awaited",
+		setup: []func(env){deploymentRunning},
+		steps: []step{
+			{name: "drain starts", migrate: 1},
+			{name: "replacement pending, old still stopping", migrate: 0},
+			{name: "old complete, replacement running a minute, Healthy nil", before: []func(env){oldStopped, running, after(time.Minute)}, migrate: 0},
+			{name: "replacement healthy", before: []func(env){setHealth(true)}, migrate: 1},
+			{name: "second replacement running, Healthy nil", before: []func(env){oldStopped, running}, migrate: 0},
+			{name: "second replacement healthy", before: []func(env){setHealth(true)}, migrate: 0},
+		},
+		drained: true,
+	}, {
+		name:  "unhealthy replacement holds the drain",
+		setup: []func(env){deploymentRunning},
+		steps: []step{
+			{name: "drain starts", migrate: 1},
+			{name: "replacement unhealthy", before: []func(env){oldStopped, running, setHealth(false), after(time.Minute)}, migrate: 0},
+		},
+	}, {
+		// No watcher judges a replacement outside a running deployment:
+		// the scheduler does, after min_healthy_time, and asks to be run
+		// again then.
+		name: "finished deployment: healthy after min_healthy_time",
+		steps: []step{
+			{name: "drain starts", migrate: 1},
+			{name: "old complete, replacement pending", before: []func(env){oldStopped}, migrate: 0},
+			{name: "replacement running 1s", before: []func(env){running, after(time.Second)}, migrate: 0, drainFollowUp: time.Second},
+			{name: "replacement up min_healthy_time", before: []func(env){after(time.Second)}, migrate: 1},
+			{name: "second replacement just started", before: []func(env){oldStopped, running}, migrate: 0},
+			{name: "second replacement up min_healthy_time", before: []func(env){after(2 * time.Second)}, migrate: 0},
+		},
+		drained: true,
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// Both allocations on n1: place with n1 alone, then add room.
+			h := newHarness(t, testNode("n1", "dc1", 1000, 1000))
+			job := webJob(2)
+			job.Update = &structs.UpdateStrategy{MaxParallel: 1, MinHealthyTime: 2 * time.Second, HealthyDeadline: 5 * time.Minute}
+			h.st.UpsertJob(job)
+			h.run("web")
+			h.running("web")
+			ok := true
+			for _, a := range h.live("web") {
+				cp := *a
+				cp.Healthy = &ok
+				h.st.UpsertAllocs(&cp)
+			}
+			d := *h.st.LatestDeployment("default", "web")
+			d.Status = structs.DeploymentSuccessful
+			h.st.UpsertDeployment(&d)
+			e := env{h: h, job: job}
+			for _, f := range tc.setup {
+				f(e)
+			}
+			h.st.UpsertNodes([]*structs.Node{testNode("n2", "dc1", 1000, 1000), testNode("n3", "dc1", 1000, 1000)})
+			n1 := *h.st.Node("n1")
+			n1.Draining = true
+			h.st.UpsertNode(&n1)
+
+			for _, s := range tc.steps {
+				for _, f := range s.before {
+					f(e)
+				}
+				res := h.run("web")
+				placed := planAllocs(res.Plan, res.Plan.NodeAllocation)
+				stopped := planAllocs(res.Plan, res.Plan.NodeUpdate)
+				if len(placed) != s.migrate || len(stopped) != s.migrate {
+					t.Fatalf("%s: placed %d, stopped %d, want %d migration(s): %s", s.name, len(placed), len(stopped), s.migrate, res.Description)
+				}
+				for i, a := range placed {
+					if a.NodeID == "n1" || a.PreviousAllocation != stopped[i].ID || stopped[i].NodeID != "n1" ||
+						stopped[i].DesiredDescription != descMigrated {
+						t.Fatalf("%s: migration %+v of %+v", s.name, a, stopped[i])
+					}
+				}
+				var follow []time.Time
+				for _, f := range res.FollowUps {
+					if f.TriggeredBy == structs.EvalTriggerNodeDrain {
+						follow = append(follow, f.WaitUntil)
+					}
+				}
+				if s.drainFollowUp == 0 && len(follow) != 0 ||
+					s.drainFollowUp != 0 && (len(follow) != 1 || !follow[0].Equal(h.now.Add(s.drainFollowUp))) {
+					t.Fatalf("%s: drain follow-ups %v, want one in %v", s.name, follow, s.drainFollowUp)
+				}
+			}
+			onN1 := 0
+			for _, a := range h.live("web") {
+				if a.NodeID == "n1" {
+					onN1++
+				}
+			}
+			if n := len(h.live("web")); n != 2 || tc.drained != (onN1 == 0) {
+				t.Fatalf("live %d, %d on the draining node", n, onN1)
+			}
+		})
+	}
+}
+
 func TestBlockedReportsWhy(t *testing.T) {
-	h := newHarness(t, testNode("n1", "dc1", 250, 10000), testNode("n2", "dc2", 10000, 10000))
+	// A manager is not a candidate: neither evaluated nor filtered.
+	mgr := testNode("m1", "dc1", 10000, 10000)
+	mgr.Role = structs.RoleManager
+	h := newHarness(t, testNode("n1", "dc1", 250, 10000), testNode("n2", "dc2", 10000, 10000), mgr)
 	job := webJob(3)
 	job.Datacenters = []string{"dc1"}
 	h.st.UpsertJob(job)
@@ -352,8 +543,14 @@ func TestBlockedReportsWhy(t *testing.T) {
 		t.Fatalf("blocked %v queued %v", res.Blocked, res.Plan.Queued)
 	}
 	m := res.Plan.FailedTGAllocs["app"]
-	if m == nil || m.ConstraintFiltered["datacenter"] != 1 || m.DimensionExhausted["cpu"] != 1 || m.NodesEvaluated != 2 {
+	if m == nil || m.ConstraintFiltered["datacenter"] != 1 || m.DimensionExhausted["cpu"] != 1 || m.NodesEvaluated != 2 ||
+		m.NodesFiltered != 1 || len(m.ConstraintFiltered) != 1 {
 		t.Fatalf("metric %+v", m)
+	}
+	for _, a := range planAllocs(res.Plan, res.Plan.NodeAllocation) {
+		if a.NodeID == "m1" || a.Metrics.NodesEvaluated > 2 {
+			t.Fatalf("placement %s on %s evaluated %d nodes", a.Name, a.NodeID, a.Metrics.NodesEvaluated)
+		}
 	}
 	var blocked *structs.Evaluation
 	for _, e := range res.FollowUps {

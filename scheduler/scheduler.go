@@ -123,10 +123,14 @@ func Schedule(st State, eval *structs.Evaluation, opts Options) (*Result, error)
 		}
 	}
 	// The random node order, drawn once: every group's scan continues
-	// where the previous placement stopped.
-	order := make([]int32, len(nodes))
-	for i := range order {
-		order[i] = int32(i)
+	// where the previous placement stopped. Only workers take allocations:
+	// managers are left out here, so placement metrics (nodes evaluated,
+	// filtered) describe workers only.
+	order := make([]int32, 0, len(nodes))
+	for i, n := range nodes {
+		if n.Role == structs.RoleWorker {
+			order = append(order, int32(i))
+		}
 	}
 	opts.Rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	src := &sourceIter{order: order}
@@ -194,12 +198,18 @@ func Schedule(st State, eval *structs.Evaluation, opts Options) (*Result, error)
 			tg.Name, placed, g.lost, g.rescheduleNow, g.migrate, g.destructive, len(g.inPlace), g.stopped, failed, g.rescheduleLater))
 	}
 
-	for _, at := range rec.followUps {
+	followUp := func(at time.Time, trigger string) {
 		res.FollowUps = append(res.FollowUps, &structs.Evaluation{
 			ID: opts.NewID(), Namespace: eval.Namespace, JobID: eval.JobID, Type: job.Type, Priority: eval.Priority,
-			TriggeredBy: structs.EvalTriggerAllocFailure, Status: structs.EvalStatusPending,
+			TriggeredBy: trigger, Status: structs.EvalStatusPending,
 			PreviousEval: eval.ID, WaitUntil: at, CreateTime: opts.Now, ModifyTime: opts.Now,
 		})
+	}
+	for _, at := range rec.followUps {
+		followUp(at, structs.EvalTriggerAllocFailure)
+	}
+	for _, at := range rec.drainFollowUps {
+		followUp(at, structs.EvalTriggerNodeDrain)
 	}
 	if len(blockedGroups) > 0 {
 		res.Blocked = true

@@ -77,7 +77,11 @@ func newStack(ctx *evalCtx, src nodeIter, job *structs.Job, tg *structs.TaskGrou
 	// two; affinities and spreads need every option to be compared.
 	limit := 2
 	if job.Type != structs.JobTypeBatch {
-		limit = max(limit, bits.Len(uint(max(len(ctx.nodes)-1, 0))))
+		candidates := len(ctx.nodes)
+		if s, ok := src.(*sourceIter); ok {
+			candidates = len(s.order) // workers only
+		}
+		limit = max(limit, bits.Len(uint(max(candidates-1, 0))))
 	}
 	if len(affs) > 0 || len(spreads) > 0 {
 		limit = math.MaxInt
