@@ -461,7 +461,7 @@ func (d *decoder) config(b *hclsyntax.Block, t *structs.Task, ports map[string]b
 	}
 	labels = d.stringMap(c, "labels")
 	if a := c.attrs["labels"]; a != nil || c.block("labels") != nil {
-		rng := b.TypeRange
+		var rng hcl.Range
 		if a != nil {
 			rng = a.NameRange
 		} else {

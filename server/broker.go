@@ -143,16 +143,6 @@ func (b *evalBroker) forgetDone(index uint64) {
 	}
 }
 
-// stats counts ready, waiting and delayed evaluations (tests, debugging).
-func (b *evalBroker) stats() (ready, waiting, delayed int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, q := range b.perJob {
-		waiting += len(q)
-	}
-	return len(b.ready), waiting, len(b.delayed)
-}
-
 // runDelays moves delayed evaluations to ready when their time comes.
 func (b *evalBroker) runDelays(ctx context.Context) {
 	t := time.NewTimer(time.Hour)

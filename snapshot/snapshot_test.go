@@ -299,7 +299,7 @@ func TestCountsRefusesBadStream(t *testing.T) {
 		{"empty stream", nil},
 		{"not msgpack", []byte("hello world")},
 		{"truncated stream", data[:len(data)-3]},
-		{"unknown table", append(bytes.Clone(data[:len(data)]), 0xcc, 0x7f)},
+		{"unknown table", append(bytes.Clone(data), 0xcc, 0x7f)},
 	} {
 		m.Size = int64(len(c.state))
 		mb, err := json.Marshal(m)
