@@ -193,7 +193,17 @@ func (s *Server) setupRaft(bootstrap bool) error {
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, s.fsm, store, store, snaps, s.transport)
+	// Recent entries stay in memory: the leader reads each new entry back
+	// to send it to every follower, and a follower reads each committed
+	// entry back to apply it. Without the cache every such read is a bolt
+	// read transaction and a msgpack decode (Consul and Nomad cache the same
+	// way). The cache is write-through: it holds only entries already stored.
+	const raftLogCacheSize = 512
+	logs, err := raft.NewLogCache(raftLogCacheSize, store)
+	if err != nil {
+		return fmt.Errorf("create raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, s.fsm, logs, store, snaps, s.transport)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

@@ -72,7 +72,7 @@ func TableByID(id byte) (Table, bool) {
 }
 
 func idIndex(field string) *memdb.IndexSchema {
-	return &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: field}}
+	return &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &stringFieldKey{StringFieldIndex: memdb.StringFieldIndex{Field: field}}}
 }
 
 // nsIndex indexes a namespace-scoped record by Namespace and field.

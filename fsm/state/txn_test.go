@@ -39,6 +39,13 @@ func TestTxnLookupMatchesMemdb(t *testing.T) {
 			probes = append(probes, probe{TableIndex, []any{tab.Name}})
 		}
 		probes = append(probes, probe{TableCluster, []any{true}})
+		for _, n := range names {
+			probes = append(probes, probe{TableAllocs, []any{n}}, probe{TableEvals, []any{n}},
+				probe{TableDeployments, []any{n}}, probe{TableJobs, []any{"default", n}})
+			for v := uint64(0); v < 3; v++ {
+				probes = append(probes, probe{TableJobVersions, []any{"default", n, v}})
+			}
+		}
 		for _, p := range probes {
 			got, err := txn.lookup(p.table, p.args...)
 			if err != nil {
@@ -59,7 +66,7 @@ func TestTxnLookupMatchesMemdb(t *testing.T) {
 		for op := 0; op < 25; op++ {
 			var step string
 			var err error
-			switch k := rng.Intn(9); k {
+			switch k := rng.Intn(13); k {
 			case 0, 1:
 				n := pick()
 				step = "upsert namespace " + n
@@ -92,6 +99,24 @@ func TestTxnLookupMatchesMemdb(t *testing.T) {
 				if err = txn.UpsertJoinToken(&structs.JoinToken{ID: n, Role: structs.RoleWorker}); err == nil {
 					err = txn.UpsertACLToken(&structs.ACLToken{AccessorID: n, SecretHash: "h" + n})
 				}
+			case 9:
+				n := pick()
+				step = "upsert job " + n
+				err = txn.UpsertJob(&structs.Job{Namespace: "default", ID: n, Version: uint64(rng.Intn(3))})
+			case 10:
+				n := pick()
+				step = "delete job " + n
+				err = txn.DeleteJob("default", n)
+			case 11:
+				n := pick()
+				step = "upsert alloc and eval " + n
+				if err = txn.UpsertAlloc(&structs.Allocation{ID: n, Namespace: "default", NodeID: pick(), JobID: pick()}); err == nil {
+					err = txn.UpsertEval(&structs.Evaluation{ID: n, Namespace: "default", JobID: pick(), Status: "pending"})
+				}
+			case 12:
+				n := pick()
+				step = "upsert deployment " + n
+				err = txn.UpsertDeployment(&structs.Deployment{ID: n, Namespace: "default", JobID: pick()})
 			}
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				t.Fatalf("index %d %s: %v", index, step, err)

@@ -1,0 +1,69 @@
+package state
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/hashicorp/go-memdb"
+)
+
+// TestStringFieldKeyMatchesStringFieldIndex holds the primary-key indexer to
+// memdb.StringFieldIndex: same keys, same "missing" answers, same errors,
+// for every table's record type.
+func TestStringFieldKeyMatchesStringFieldIndex(t *testing.T) {
+	same := func(what string, gotOK bool, got []byte, gotErr error, wantOK bool, want []byte, wantErr error) {
+		t.Helper()
+		if gotOK != wantOK || !bytes.Equal(got, want) || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Errorf("%s: got (%v, %q, %v), StringFieldIndex gives (%v, %q, %v)", what, gotOK, got, gotErr, wantOK, want, wantErr)
+		}
+	}
+	sch := schema()
+	checked := 0
+	for _, tab := range Tables {
+		var key *stringFieldKey
+		switch ix := sch.Tables[tab.Name].Indexes["id"].Indexer.(type) {
+		case *stringFieldKey:
+			key = ix
+		case *memdb.StringFieldIndex:
+			t.Errorf("table %s: primary key is a plain StringFieldIndex; build it with idIndex", tab.Name)
+			continue
+		default:
+			continue // not a single string field (cluster, events, compound keys)
+		}
+		checked++
+		ref := &memdb.StringFieldIndex{Field: key.Field}
+		for _, val := range []string{"", "a", "node-1", "x\x00y", "Ünïcode"} {
+			obj := tab.New()
+			reflect.ValueOf(obj).Elem().FieldByName(key.Field).SetString(val)
+			what := fmt.Sprintf("%s %q", tab.Name, val)
+			ok1, k1, err1 := key.FromObject(obj)
+			ok2, k2, err2 := ref.FromObject(obj)
+			same(what+" FromObject(ptr)", ok1, k1, err1, ok2, k2, err2)
+			elem := reflect.ValueOf(obj).Elem().Interface()
+			ok1, k1, err1 = key.FromObject(elem)
+			ok2, k2, err2 = ref.FromObject(elem)
+			same(what+" FromObject(value)", ok1, k1, err1, ok2, k2, err2)
+			k1, err1 = key.FromArgs(val)
+			k2, err2 = ref.FromArgs(val)
+			same(what+" FromArgs", true, k1, err1, true, k2, err2)
+			k1, err1 = key.PrefixFromArgs(val)
+			k2, err2 = ref.PrefixFromArgs(val)
+			same(what+" PrefixFromArgs", true, k1, err1, true, k2, err2)
+		}
+		for _, args := range [][]any{{}, {1}, {"a", "b"}, {nil}} {
+			k1, err1 := key.FromArgs(args...)
+			k2, err2 := ref.FromArgs(args...)
+			same(fmt.Sprintf("%s FromArgs%v", tab.Name, args), true, k1, err1, true, k2, err2)
+		}
+		// A record of another type goes to StringFieldIndex unchanged.
+		other := struct{ Other string }{"z"}
+		ok1, k1, err1 := key.FromObject(&other)
+		ok2, k2, err2 := ref.FromObject(&other)
+		same(tab.Name+" foreign type", ok1, k1, err1, ok2, k2, err2)
+	}
+	if checked == 0 {
+		t.Error("no table uses stringFieldKey")
+	}
+}
