@@ -39,6 +39,9 @@ type planResult struct {
 type planApplier struct {
 	s     *Server
 	queue chan *planRequest
+	// tables caches the per-node usage of the latest state, shared with
+	// the scheduler workers.
+	tables nodeTableCache
 }
 
 func newPlanApplier(s *Server) *planApplier {
@@ -87,8 +90,9 @@ func (p *planApplier) run(ctx context.Context) {
 // effect of the plans before them, then commits them together: the write
 // batcher packs concurrent applies into one Raft entry.
 func (p *planApplier) applyBatch(batch []*planRequest) {
-	snap := p.s.fsm.State().Snapshot()
-	u := newUsage(snap)
+	store := p.s.fsm.State()
+	snap := store.Snapshot()
+	u := newUsage(snap, p.tables.get(store, snap))
 	now := time.Now().UTC()
 	reqs := make([]*fsm.PlanApplyRequest, len(batch))
 	rejected := make([][]string, len(batch))
@@ -123,19 +127,30 @@ func (p *planApplier) applyBatch(batch []*planRequest) {
 }
 
 // usage tracks the resources of live allocations per node as the plans of
-// a batch are accepted.
+// a batch are accepted: the snapshot's usage (from its node table) plus
+// what the batch changed.
 type usage struct {
 	snap  *state.Snapshot
+	table *nodeTable // for snap; nil: sum each node's allocations
 	nodes map[string]*nodeUsage
 }
 
 type nodeUsage struct {
-	used   structs.Resources
-	allocs map[string]structs.Resources // live allocation → what it takes
+	id   string
+	snap *state.Snapshot
+	used structs.Resources
+	// changed overrides, for the allocations this batch stopped or
+	// placed on the node, what the snapshot says they take.
+	changed map[string]allocUse
 }
 
-func newUsage(snap *state.Snapshot) *usage {
-	return &usage{snap: snap, nodes: map[string]*nodeUsage{}}
+type allocUse struct {
+	res  structs.Resources
+	live bool
+}
+
+func newUsage(snap *state.Snapshot, table *nodeTable) *usage {
+	return &usage{snap: snap, table: table, nodes: map[string]*nodeUsage{}}
 }
 
 // live reports whether an allocation holds resources on its node, the
@@ -148,29 +163,49 @@ func (u *usage) node(id string) *nodeUsage {
 	if n := u.nodes[id]; n != nil {
 		return n
 	}
-	n := &nodeUsage{allocs: map[string]structs.Resources{}}
-	for _, a := range u.snap.AllocsByNode(nil, id) {
-		if live(a) {
-			n.allocs[a.ID] = a.Resources
-			n.used.CPU += a.Resources.CPU
-			n.used.MemoryMB += a.Resources.MemoryMB
-		}
+	n := &nodeUsage{id: id, snap: u.snap}
+	if i, ok := u.tablePos(id); ok {
+		n.used = u.table.rows[i].Used
+	} else {
+		n.used = liveUsage(u.snap.AllocsByNode(nil, id))
 	}
 	u.nodes[id] = n
 	return n
 }
 
+func (u *usage) tablePos(id string) (int, bool) {
+	if u.table == nil {
+		return 0, false
+	}
+	i, ok := u.table.pos[id]
+	return i, ok
+}
+
+// takes returns what allocation id takes on the node, if it is live there.
+func (n *nodeUsage) takes(id string) (structs.Resources, bool) {
+	if c, ok := n.changed[id]; ok {
+		return c.res, c.live
+	}
+	if a := n.snap.Alloc(nil, id); a != nil && a.NodeID == n.id && live(a) {
+		return a.Resources, true
+	}
+	return structs.Resources{}, false
+}
+
 func (n *nodeUsage) remove(id string) {
-	if r, ok := n.allocs[id]; ok {
+	if r, ok := n.takes(id); ok {
 		n.used.CPU -= r.CPU
 		n.used.MemoryMB -= r.MemoryMB
-		delete(n.allocs, id)
 	}
+	if n.changed == nil {
+		n.changed = map[string]allocUse{}
+	}
+	n.changed[id] = allocUse{}
 }
 
 func (n *nodeUsage) add(id string, r structs.Resources) {
 	n.remove(id)
-	n.allocs[id] = r
+	n.changed[id] = allocUse{res: r, live: true}
 	n.used.CPU += r.CPU
 	n.used.MemoryMB += r.MemoryMB
 }
@@ -248,13 +283,13 @@ func nodeFits(snap *state.Snapshot, u *usage, id string, stops, places []*struct
 	n := u.node(id)
 	used := n.used
 	for _, a := range stops {
-		if r, ok := n.allocs[a.ID]; ok {
+		if r, ok := n.takes(a.ID); ok {
 			used.CPU -= r.CPU
 			used.MemoryMB -= r.MemoryMB
 		}
 	}
 	for _, a := range places {
-		if r, ok := n.allocs[a.ID]; ok { // in-place: replaces what it took
+		if r, ok := n.takes(a.ID); ok { // in-place: replaces what it took
 			used.CPU -= r.CPU
 			used.MemoryMB -= r.MemoryMB
 		}

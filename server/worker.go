@@ -59,13 +59,14 @@ func (s *Server) runSchedWorker(ctx context.Context, b *evalBroker, p *planAppli
 func (s *Server) processEval(ctx context.Context, e *structs.Evaluation, p *planApplier, rng *rand.Rand) (uint64, error) {
 	var res *scheduler.Result
 	for attempt := 1; ; attempt++ {
-		snap := s.fsm.State().Snapshot()
+		store := s.fsm.State()
+		snap := store.Snapshot()
 		cur := snap.Eval(nil, e.ID)
 		if cur == nil || cur.Status != structs.EvalStatusPending {
 			return 0, nil // canceled or finished elsewhere
 		}
 		var err error
-		res, err = scheduler.Schedule(newSchedState(snap), cur, scheduler.Options{Now: time.Now().UTC(), Rand: rng, NewID: uuid.NewString})
+		res, err = scheduler.Schedule(newTableSchedState(store, snap, &p.tables), cur, scheduler.Options{Now: time.Now().UTC(), Rand: rng, NewID: uuid.NewString})
 		if err != nil {
 			return 0, err
 		}
