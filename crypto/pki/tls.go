@@ -35,18 +35,14 @@ func InternalServerTLS(caPool *x509.CertPool, getCert func(*tls.ClientHelloInfo)
 		ClientAuth:     tls.RequireAndVerifyClientCert,
 		ClientCAs:      caPool,
 		GetCertificate: getCert,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			leaf, err := verifiedLeaf(cs)
-			if err != nil {
-				return err
-			}
+		VerifyConnection: verifyNode(func(_ *x509.Certificate, _ string, _ structs.Role, err error) error {
 			// Only nodes speak the internal protocol; a certificate from the
 			// same CA without a node identity (a future user cert) is refused.
-			if _, _, err := Identity(leaf); err != nil {
+			if err != nil {
 				return fmt.Errorf("internal tls: peer is not a node: %w", err)
 			}
-			return runVerify(verify, leaf)
-		},
+			return nil
+		}, verify),
 	}
 }
 
@@ -59,23 +55,18 @@ func InternalClientTLS(caPool *x509.CertPool, getClientCert func(*tls.Certificat
 		RootCAs:              caPool,
 		ServerName:           ManagerServerName,
 		GetClientCertificate: getClientCert,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			leaf, err := verifiedLeaf(cs)
-			if err != nil {
-				return err
-			}
+		VerifyConnection: verifyNode(func(leaf *x509.Certificate, _ string, role structs.Role, err error) error {
 			// The DNS name check already ties the cert to manager.hive.internal;
 			// checking the signed identity too means a worker cert can never
 			// pose as a manager even if SAN rules change.
-			_, role, err := Identity(leaf)
 			if err != nil {
 				return fmt.Errorf("internal tls: server is not a node: %w", err)
 			}
 			if role != structs.RoleManager {
 				return fmt.Errorf("internal tls: server certificate serial %s has role %q, expected %q", SerialHex(leaf), role, structs.RoleManager)
 			}
-			return runVerify(verify, leaf)
-		},
+			return nil
+		}, verify),
 	}
 }
 
@@ -117,6 +108,23 @@ func APIClientTLS(caPool *x509.CertPool, clientCert *tls.Certificate) *tls.Confi
 	return cfg
 }
 
+// verifyNode builds the VerifyConnection of the node-to-node configs: the
+// verified leaf's node identity goes to check (which decides who may speak),
+// then the leaf goes to verify (the caller's deny list).
+func verifyNode(check func(leaf *x509.Certificate, id string, role structs.Role, err error) error, verify func(*x509.Certificate) error) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		leaf, err := verifiedLeaf(cs)
+		if err != nil {
+			return err
+		}
+		id, role, err := Identity(leaf)
+		if err := check(leaf, id, role, err); err != nil {
+			return err
+		}
+		return runVerify(verify, leaf)
+	}
+}
+
 // verifiedLeaf returns the peer leaf from the chain crypto/tls verified, never
 // the raw PeerCertificates, so verify only ever sees a trusted certificate.
 func verifiedLeaf(cs tls.ConnectionState) (*x509.Certificate, error) {
@@ -148,16 +156,12 @@ func NodeServerTLS(caPool *x509.CertPool, getCert func(*tls.ClientHelloInfo) (*t
 		ClientAuth:     tls.RequireAndVerifyClientCert,
 		ClientCAs:      caPool,
 		GetCertificate: getCert,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			leaf, err := verifiedLeaf(cs)
-			if err != nil {
-				return err
-			}
-			if _, role, err := Identity(leaf); err != nil || role != structs.RoleManager {
+		VerifyConnection: verifyNode(func(_ *x509.Certificate, _ string, role structs.Role, err error) error {
+			if err != nil || role != structs.RoleManager {
 				return fmt.Errorf("worker tls: only managers may call a worker (peer role %q): %v", role, err)
 			}
-			return runVerify(verify, leaf)
-		},
+			return nil
+		}, verify),
 	}
 }
 
@@ -170,19 +174,14 @@ func WorkerClientTLS(caPool *x509.CertPool, getClientCert func(*tls.CertificateR
 		RootCAs:              caPool,
 		ServerName:           WorkerServerName,
 		GetClientCertificate: getClientCert,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			leaf, err := verifiedLeaf(cs)
-			if err != nil {
-				return err
-			}
-			id, role, err := Identity(leaf)
+		VerifyConnection: verifyNode(func(_ *x509.Certificate, id string, role structs.Role, err error) error {
 			if err != nil {
 				return fmt.Errorf("worker tls: server is not a node: %w", err)
 			}
 			if role != structs.RoleWorker || id != nodeID {
 				return fmt.Errorf("worker tls: expected worker %s, server certificate names %s %s", nodeID, role, id)
 			}
-			return runVerify(verify, leaf)
-		},
+			return nil
+		}, verify),
 	}
 }
