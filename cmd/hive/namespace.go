@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hivesec/hive/api"
 	"github.com/hivesec/hive/structs"
 )
 
@@ -48,39 +50,18 @@ unless it is created with --allow-privileged.`,
 }
 
 func newNamespaceListCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:     "ls",
-		Aliases: []string{"list"},
-		Short:   "List namespaces",
-		Args:    exactArgs(),
-	}
-	out := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		list, _, err := c.Namespaces().List(nil)
-		if err != nil {
-			return fmt.Errorf("listing namespaces: %w", err)
-		}
-		if list == nil {
-			list = []structs.Namespace{}
-		}
-		w := cmd.OutOrStdout()
-		if *out == "json" {
-			return printJSON(w, list)
-		}
-		t := newTable(w, "NAME", "DESCRIPTION", "CREATED")
-		for _, n := range list {
-			t.row(n.Name, orDash(n.Description), fmtTime(n.CreatedAt))
-		}
-		return t.flush()
-	}
-	return cmd
+	return listCmd(g, "List namespaces", "namespaces",
+		func(c *api.Client) ([]structs.Namespace, error) {
+			list, _, err := c.Namespaces().List(nil)
+			return list, err
+		},
+		func(w io.Writer, list []structs.Namespace) error {
+			t := newTable(w, "NAME", "DESCRIPTION", "CREATED")
+			for _, n := range list {
+				t.row(n.Name, orDash(n.Description), fmtTime(n.CreatedAt))
+			}
+			return t.flush()
+		})
 }
 
 func newNamespaceStatusCmd(g *globals) *cobra.Command {

@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"sort"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hivesec/hive/api"
 	"github.com/hivesec/hive/structs"
 )
 
@@ -15,52 +17,31 @@ func newNodeCmd(g *globals) *cobra.Command {
 		Short: "List, inspect, drain, cordon and remove cluster nodes",
 	}
 	cmd.AddCommand(newNodeListCmd(g), newNodeStatusCmd(g), newNodeRemoveCmd(g),
-		newNodeEligibilityCmd(g, "drain", "Drain a worker: no new allocations, and its allocations move elsewhere once the scheduler lands"),
+		newNodeEligibilityCmd(g, "drain", "Drain a worker: no new allocations, and the scheduler moves its allocations elsewhere (max_parallel at a time)"),
 		newNodeEligibilityCmd(g, "cordon", "Cordon a worker: no new allocations; running ones stay"),
 		newNodeEligibilityCmd(g, "uncordon", "Make a cordoned or draining worker eligible for allocations again"))
 	return cmd
 }
 
 func newNodeListCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:     "ls",
-		Aliases: []string{"list"},
-		Short:   "List the nodes of the cluster",
-		Args:    exactArgs(),
-	}
-	out := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		nodes, _, err := c.Nodes().List(nil)
-		if err != nil {
-			return fmt.Errorf("listing nodes: %w", err)
-		}
-		if nodes == nil {
-			nodes = []structs.NodePublic{}
-		}
-		w := cmd.OutOrStdout()
-		if *out == "json" {
-			return printJSON(w, nodes)
-		}
-		sort.SliceStable(nodes, func(i, j int) bool {
-			if nodes[i].Name != nodes[j].Name {
-				return nodes[i].Name < nodes[j].Name
+	return listCmd(g, "List the nodes of the cluster", "nodes",
+		func(c *api.Client) ([]structs.NodePublic, error) {
+			nodes, _, err := c.Nodes().List(nil)
+			return nodes, err
+		},
+		func(w io.Writer, nodes []structs.NodePublic) error {
+			sort.SliceStable(nodes, func(i, j int) bool {
+				if nodes[i].Name != nodes[j].Name {
+					return nodes[i].Name < nodes[j].Name
+				}
+				return nodes[i].ID < nodes[j].ID
+			})
+			t := newTable(w, "ID", "NAME", "ROLE", "ADDRESS", "STATUS", "LEADER", "CERT EXPIRES")
+			for _, n := range nodes {
+				t.row(n.ID, orDash(n.Name), n.Role, orDash(n.Address), orDash(n.Status), n.Leader, fmtTime(n.CertExpiry))
 			}
-			return nodes[i].ID < nodes[j].ID
+			return t.flush()
 		})
-		t := newTable(w, "ID", "NAME", "ROLE", "ADDRESS", "STATUS", "LEADER", "CERT EXPIRES")
-		for _, n := range nodes {
-			t.row(n.ID, orDash(n.Name), n.Role, orDash(n.Address), orDash(n.Status), n.Leader, fmtTime(n.CertExpiry))
-		}
-		return t.flush()
-	}
-	return cmd
 }
 
 func newNodeStatusCmd(g *globals) *cobra.Command {

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hivesec/hive/api"
 	"github.com/spf13/cobra"
 )
 
@@ -95,4 +96,38 @@ func fmtLabels(m map[string]string) string {
 		keys[i] = k + "=" + m[k]
 	}
 	return strings.Join(keys, ",")
+}
+
+// listCmd builds an `ls` command: it fetches a list from the API and prints
+// it as JSON (an empty list as []) or as the table render writes. what names
+// the objects in errors ("listing nodes: ...").
+func listCmd[E any](g *globals, short, what string, fetch func(*api.Client) ([]E, error), render func(io.Writer, []E) error) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   short,
+		Args:    exactArgs(),
+	}
+	out := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(*out); err != nil {
+			return err
+		}
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		list, err := fetch(c)
+		if err != nil {
+			return fmt.Errorf("listing %s: %w", what, err)
+		}
+		if list == nil {
+			list = []E{}
+		}
+		if *out == "json" {
+			return printJSON(cmd.OutOrStdout(), list)
+		}
+		return render(cmd.OutOrStdout(), list)
+	}
+	return cmd
 }

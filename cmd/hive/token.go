@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hivesec/hive/api"
 	"github.com/hivesec/hive/structs"
 )
 
@@ -128,40 +129,19 @@ func tokenStatus(t structs.JoinTokenPublic, now time.Time) string {
 }
 
 func newTokenListCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:     "ls",
-		Aliases: []string{"list"},
-		Short:   "List join tokens (without their secrets)",
-		Args:    exactArgs(),
-	}
-	out := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		list, _, err := c.JoinTokens().List(nil)
-		if err != nil {
-			return fmt.Errorf("listing join tokens: %w", err)
-		}
-		if list == nil {
-			list = []structs.JoinTokenPublic{}
-		}
-		w := cmd.OutOrStdout()
-		if *out == "json" {
-			return printJSON(w, list)
-		}
-		now := time.Now()
-		t := newTable(w, "ID", "ROLE", "DEFAULT", "USES", "EXPIRES", "STATUS")
-		for _, tok := range list {
-			t.row(tok.ID, tok.Role, tok.Default, fmtUses(tok), fmtExpiry(tok.ExpiresAt), tokenStatus(tok, now))
-		}
-		return t.flush()
-	}
-	return cmd
+	return listCmd(g, "List join tokens (without their secrets)", "join tokens",
+		func(c *api.Client) ([]structs.JoinTokenPublic, error) {
+			list, _, err := c.JoinTokens().List(nil)
+			return list, err
+		},
+		func(w io.Writer, list []structs.JoinTokenPublic) error {
+			now := time.Now()
+			t := newTable(w, "ID", "ROLE", "DEFAULT", "USES", "EXPIRES", "STATUS")
+			for _, tok := range list {
+				t.row(tok.ID, tok.Role, tok.Default, fmtUses(tok), fmtExpiry(tok.ExpiresAt), tokenStatus(tok, now))
+			}
+			return t.flush()
+		})
 }
 
 func newTokenRevokeCmd(g *globals) *cobra.Command {
