@@ -5,6 +5,8 @@ package structs
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"regexp"
 	"time"
 )
@@ -223,10 +225,5 @@ func joinHostPort(host string, port int) string {
 	if host == "" || port == 0 {
 		return ""
 	}
-	for i := 0; i < len(host); i++ {
-		if host[i] == ':' {
-			return fmt.Sprintf("[%s]:%d", host, port)
-		}
-	}
-	return fmt.Sprintf("%s:%d", host, port)
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }
