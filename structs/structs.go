@@ -6,8 +6,8 @@ package structs
 import (
 	"fmt"
 	"net"
-	"strconv"
 	"regexp"
+	"strconv"
 	"time"
 )
 
