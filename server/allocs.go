@@ -89,10 +89,13 @@ func (s *Server) handleAllocCreate(_ http.ResponseWriter, r *http.Request, _ *ca
 		}
 	}
 	now := time.Now().UTC()
+	// Resources are what the scheduler and plan applier count as used on
+	// the node, so a hand-placed allocation takes its share like any other.
+	group := structs.TaskGroup{Tasks: req.Tasks}
 	a := structs.Allocation{
 		ID: uuid.NewString(), Namespace: ns.Name, NodeID: node.ID, JobID: req.JobID, Group: req.Group,
 		Tasks: req.Tasks, DesiredStatus: structs.AllocDesiredRun, ClientStatus: structs.AllocPending,
-		CreateTime: now, ModifyTime: now,
+		Resources: group.Resources(), CreateTime: now, ModifyTime: now,
 	}
 	if _, err := s.apply(fsm.AllocCreateType, &fsm.AllocCreateRequest{Alloc: a}); err != nil {
 		return nil, err
