@@ -54,6 +54,10 @@ type PlanApplyRequest struct {
 	// Stops are desired-status changes of existing allocations.
 	Stops []*structs.Allocation
 	// Allocs are new allocations and in-place updates of existing ones.
+	// An allocation of a job sent without Tasks runs its group's tasks of
+	// the job version it names: the plan applier leaves them out so that a
+	// thousand placements of one group do not carry a thousand copies of
+	// the same tasks through Raft, and every store shares one copy.
 	Allocs      []*structs.Allocation
 	Deployment  *structs.Deployment
 	EvalUpdates []*structs.Evaluation
@@ -233,6 +237,32 @@ func applyEvalUpsert(txn *state.Txn, buf []byte) (any, error) {
 	return nil, nil
 }
 
+// groupTasks finds the tasks of an allocation's group in the job version
+// it names, remembering the last answer: a plan's allocations are mostly of
+// one group.
+type groupTasks struct {
+	r              *state.Snapshot
+	ns, job, group string
+	version        uint64
+	tasks          []*structs.Task
+}
+
+func (g *groupTasks) of(a *structs.Allocation) []*structs.Task {
+	if g.tasks != nil && a.Namespace == g.ns && a.JobID == g.job && a.Group == g.group && a.JobVersion == g.version {
+		return g.tasks
+	}
+	j := g.r.JobVersion(nil, a.Namespace, a.JobID, a.JobVersion)
+	if j == nil {
+		return nil
+	}
+	tg := j.LookupGroup(a.Group)
+	if tg == nil || len(tg.Tasks) == 0 {
+		return nil
+	}
+	g.ns, g.job, g.group, g.version, g.tasks = a.Namespace, a.JobID, a.Group, a.JobVersion, tg.Tasks
+	return g.tasks
+}
+
 func applyPlanApply(txn *state.Txn, buf []byte) (any, error) {
 	req, err := decodeInto[PlanApplyRequest](buf)
 	if err != nil {
@@ -245,9 +275,14 @@ func applyPlanApply(txn *state.Txn, buf []byte) (any, error) {
 		}
 	}
 	nodes := map[string]bool{}
+	tasks := groupTasks{r: r}
 	for _, a := range req.Allocs {
-		if a == nil || a.ID == "" || a.Namespace == "" || a.JobID == "" || len(a.Tasks) == 0 {
-			return nil, fmt.Errorf("plan places an allocation without an ID, namespace, job or tasks: %w", ErrInvalid)
+		if a == nil || a.ID == "" || a.Namespace == "" || a.JobID == "" {
+			return nil, fmt.Errorf("plan places an allocation without an ID, namespace or job: %w", ErrInvalid)
+		}
+		if len(a.Tasks) == 0 && tasks.of(a) == nil {
+			return nil, fmt.Errorf("plan places allocation %s without tasks, and version %d of job %s/%s has no group %q: %w",
+				a.ID, a.JobVersion, a.Namespace, a.JobID, a.Group, ErrInvalid)
 		}
 		if !nodes[a.NodeID] {
 			n := r.Node(nil, a.NodeID)
@@ -279,8 +314,14 @@ func applyPlanApply(txn *state.Txn, buf []byte) (any, error) {
 		}
 	}
 	for _, a := range req.Allocs {
-		cp := *a
-		if old := txn.Read().Alloc(nil, a.ID); old != nil {
+		// req was decoded for this apply alone: its allocations are
+		// stored as they are, not copied.
+		cp := a
+		if len(cp.Tasks) == 0 {
+			cp.Tasks = tasks.of(a)
+		}
+		old := txn.Read().Alloc(nil, a.ID)
+		if old != nil {
 			// An in-place update: the plan was computed on an older
 			// snapshot, so what the worker reported since is kept.
 			cp.ClientStatus, cp.ClientDescription = old.ClientStatus, old.ClientDescription
@@ -298,7 +339,7 @@ func applyPlanApply(txn *state.Txn, buf []byte) (any, error) {
 			cp.DesiredStatus = structs.AllocDesiredRun
 		}
 		cp.ModifyTime = req.Now
-		if err := txn.UpsertAlloc(&cp); err != nil {
+		if err := txn.PutAlloc(cp, old); err != nil {
 			return nil, err
 		}
 		// Link the replaced allocation to its replacement, so nothing

@@ -144,7 +144,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 		txn.Abort()
 		return res
 	}
-	txn.Commit()
+	if err := txn.Commit(); err != nil {
+		return Result{Err: fmt.Errorf("commit entry %d: %w", l.Index, err)}
+	}
 	return res
 }
 

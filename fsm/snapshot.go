@@ -90,6 +90,5 @@ func LoadSnapshot(r io.Reader, into *state.Store) error {
 		res.Abort()
 		return err
 	}
-	res.Commit()
-	return nil
+	return res.Commit()
 }

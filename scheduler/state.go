@@ -60,12 +60,8 @@ func ComputedClass(n *structs.Node) string {
 	return b.String()
 }
 
-// live reports whether an allocation holds its slot and its resources: the
-// managers still want it to run and the worker has not given up on it. A
-// stopped allocation frees its resources at once, as in Nomad.
-func live(a *structs.Allocation) bool {
-	return a.DesiredStatus == structs.AllocDesiredRun && !a.Terminal()
-}
+// live reports whether an allocation holds its slot and its resources.
+func live(a *structs.Allocation) bool { return a.HoldsResources() }
 
 type nsKey struct{ ns, id string }
 

@@ -33,7 +33,9 @@ func ntWrite(t *testing.T, st *state.Store, idx uint64, nodes []*structs.Node, a
 			t.Fatal(err)
 		}
 	}
-	txn.Commit()
+	if err := txn.Commit(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestNodeTableMatchesAllocs checks the cached node table against the
@@ -147,4 +149,16 @@ func TestEvaluatePlanUsage(t *testing.T) {
 	if got := u.node("a").used; got.CPU != 1000 {
 		t.Errorf("node a used %d MHz, want 1000", got.CPU)
 	}
+}
+
+// liveUsage sums what the live allocations among allocs take.
+func liveUsage(allocs []*structs.Allocation) structs.Resources {
+	var u structs.Resources
+	for _, a := range allocs {
+		if live(a) {
+			u.CPU += a.Resources.CPU
+			u.MemoryMB += a.Resources.MemoryMB
+		}
+	}
+	return u
 }

@@ -155,9 +155,7 @@ func newUsage(snap *state.Snapshot, table *nodeTable) *usage {
 
 // live reports whether an allocation holds resources on its node, the
 // scheduler's rule: wanted running and not given up by the worker.
-func live(a *structs.Allocation) bool {
-	return a.DesiredStatus == structs.AllocDesiredRun && !a.Terminal()
-}
+func live(a *structs.Allocation) bool { return a.HoldsResources() }
 
 func (u *usage) node(id string) *nodeUsage {
 	if n := u.nodes[id]; n != nil {
@@ -167,7 +165,7 @@ func (u *usage) node(id string) *nodeUsage {
 	if i, ok := u.tablePos(id); ok {
 		n.used = u.table.rows[i].Used
 	} else {
-		n.used = liveUsage(u.snap.AllocsByNode(nil, id))
+		n.used = u.snap.NodeUsed(id)
 	}
 	u.nodes[id] = n
 	return n
@@ -253,7 +251,7 @@ func evaluatePlan(snap *state.Snapshot, u *usage, plan *structs.Plan, now time.T
 			} else {
 				n.remove(a.ID)
 			}
-			req.Allocs = append(req.Allocs, a)
+			req.Allocs = append(req.Allocs, withoutGroupTasks(plan, a))
 		}
 	}
 	if len(rejected) == 0 || len(req.Allocs) > 0 || len(req.Stops) > 0 {
@@ -302,6 +300,28 @@ func nodeFits(snap *state.Snapshot, u *usage, id string, stops, places []*struct
 		return fmt.Sprintf("needs cpu %d/%d MHz, memory %d/%d MiB", used.CPU, node.Resources.CPU, used.MemoryMB, node.Resources.MemoryMB)
 	}
 	return ""
+}
+
+// withoutGroupTasks leaves out an allocation's tasks when they are its
+// group's tasks in the plan's job version, which the FSM looks up instead
+// (see fsm.PlanApplyRequest).
+func withoutGroupTasks(plan *structs.Plan, a *structs.Allocation) *structs.Allocation {
+	if plan.Job == nil || a.JobVersion != plan.Job.Version || a.JobID != plan.Job.ID || a.Namespace != plan.Job.Namespace {
+		return a
+	}
+	g := plan.Job.LookupGroup(a.Group)
+	if g == nil || !sameTasks(a.Tasks, g.Tasks) {
+		return a
+	}
+	cp := *a
+	cp.Tasks = nil
+	return &cp
+}
+
+// sameTasks reports whether two task lists are the same slice, which is
+// how the scheduler hands out a group's tasks.
+func sameTasks(a, b []*structs.Task) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // completeAlloc fills in what the worker agent and the watchers need and

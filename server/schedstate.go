@@ -125,21 +125,9 @@ func buildNodeTable(snap *state.Snapshot, ai, ni uint64, prev *nodeTable) *nodeT
 		}
 		r := &t.rows[i]
 		r.Class, r.Capacity = c, n.Resources
-		r.Used = liveUsage(snap.AllocsByNode(nil, n.ID))
+		r.Used = snap.NodeUsed(n.ID)
 	}
 	return t
-}
-
-// liveUsage sums what the live allocations among allocs take.
-func liveUsage(allocs []*structs.Allocation) structs.Resources {
-	var u structs.Resources
-	for _, a := range allocs {
-		if live(a) {
-			u.CPU += a.Resources.CPU
-			u.MemoryMB += a.Resources.MemoryMB
-		}
-	}
-	return u
 }
 
 // tableSchedState is a schedState that also gives the scheduler its node

@@ -37,7 +37,9 @@ func testState(t testing.TB) []byte {
 			t.Fatal(err)
 		}
 	}
-	txn.Commit()
+	if err := txn.Commit(); err != nil {
+		t.Fatal(err)
+	}
 	var buf bytes.Buffer
 	if err := fsm.WriteSnapshot(&buf, st.Snapshot()); err != nil {
 		t.Fatal(err)

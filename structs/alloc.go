@@ -91,6 +91,14 @@ func (a *Allocation) Terminal() bool {
 	return false
 }
 
+// HoldsResources reports whether the allocation holds its slot and its
+// resources on its node: the managers still want it to run and the worker
+// has not given up on it. A stopped allocation frees its resources at once,
+// as in Nomad.
+func (a *Allocation) HoldsResources() bool {
+	return a.DesiredStatus == AllocDesiredRun && !a.Terminal()
+}
+
 // Task is one container of a group.
 type Task struct {
 	Name      string

@@ -9,13 +9,36 @@ import (
 // UpsertAlloc inserts or replaces an allocation.
 func (t *Txn) UpsertAlloc(a *structs.Allocation) error {
 	cp := *a
-	if old := t.Read().Alloc(nil, a.ID); old != nil {
+	old := t.Read().Alloc(nil, a.ID)
+	if old != nil {
 		cp.CreateIndex = old.CreateIndex
 	} else {
 		cp.CreateIndex = t.index
 	}
 	cp.ModifyIndex = t.index
-	return t.insert(TableAllocs, &cp)
+	if err := t.insert(TableAllocs, &cp); err != nil {
+		return err
+	}
+	t.trackUsage(old, &cp)
+	return nil
+}
+
+// PutAlloc stores a as the new version of old (nil: a is new), setting its
+// indexes. Unlike UpsertAlloc it keeps a itself, which the caller must not
+// touch again: the FSM hands over allocations it has just decoded, saving
+// a copy and a lookup per allocation on every manager.
+func (t *Txn) PutAlloc(a, old *structs.Allocation) error {
+	if old != nil {
+		a.CreateIndex = old.CreateIndex
+	} else {
+		a.CreateIndex = t.index
+	}
+	a.ModifyIndex = t.index
+	if err := t.insert(TableAllocs, a); err != nil {
+		return err
+	}
+	t.trackUsage(old, a)
+	return nil
 }
 
 // Alloc returns one allocation or nil.
@@ -39,5 +62,5 @@ func (s *Snapshot) AllocsByNode(ws memdb.WatchSet, nodeID string) []*structs.All
 
 // AllocsByNamespace lists the allocations of a namespace.
 func (s *Snapshot) AllocsByNamespace(ws memdb.WatchSet, ns string) []*structs.Allocation {
-	return list[structs.Allocation](s, ws, TableAllocs, "namespace", ns)
+	return list[structs.Allocation](s, ws, TableAllocs, "job_prefix", ns)
 }

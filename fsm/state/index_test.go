@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"sort"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/go-memdb"
+	"github.com/hivesec/hive/structs"
 )
 
 // TestStringFieldKeyMatchesStringFieldIndex holds the primary-key indexer to
@@ -65,5 +68,47 @@ func TestStringFieldKeyMatchesStringFieldIndex(t *testing.T) {
 	}
 	if checked == 0 {
 		t.Error("no table uses stringFieldKey")
+	}
+}
+
+// TestAllocJobIndex checks the listings the one allocation index serves:
+// by job, and by namespace, where a namespace must not match another it
+// is a prefix of, and allocations without a job are still listed.
+func TestAllocJobIndex(t *testing.T) {
+	st := New()
+	txn := st.Write(3)
+	for _, a := range []*structs.Allocation{
+		{ID: "1", Namespace: "web", JobID: "api", NodeID: "n"},
+		{ID: "2", Namespace: "web", JobID: "api2", NodeID: "n"},
+		{ID: "3", Namespace: "web", NodeID: "n"}, // created by hand, no job
+		{ID: "4", Namespace: "webx", JobID: "api", NodeID: "n"},
+	} {
+		if err := txn.UpsertAlloc(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(as []*structs.Allocation) string {
+		var s []string
+		for _, a := range as {
+			s = append(s, a.ID)
+		}
+		sort.Strings(s)
+		return strings.Join(s, ",")
+	}
+	snap := st.Snapshot()
+	for _, c := range []struct{ got, want string }{
+		{ids(snap.AllocsByJob(nil, "web", "api")), "1"},
+		{ids(snap.AllocsByJob(nil, "webx", "api")), "4"},
+		{ids(snap.AllocsByJob(nil, "web", "ap")), ""},
+		{ids(snap.AllocsByNamespace(nil, "web")), "1,2,3"},
+		{ids(snap.AllocsByNamespace(nil, "webx")), "4"},
+		{ids(snap.AllocsByNamespace(nil, "we")), ""},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
 	}
 }

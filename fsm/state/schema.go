@@ -94,7 +94,7 @@ func schema() *memdb.DBSchema {
 		}},
 		TableIssuedCerts: {Name: TableIssuedCerts, Indexes: map[string]*memdb.IndexSchema{
 			"id":   idIndex("Serial"),
-			"node": {Name: "node", Indexer: &memdb.StringFieldIndex{Field: "NodeID"}},
+			"node": {Name: "node", Indexer: &stringFieldKey{StringFieldIndex: memdb.StringFieldIndex{Field: "NodeID"}}},
 		}},
 		TableNamespaces: {Name: TableNamespaces, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("Name")}},
 		TableJoinTokens: {Name: TableJoinTokens, Indexes: map[string]*memdb.IndexSchema{
@@ -106,10 +106,9 @@ func schema() *memdb.DBSchema {
 			"secret": {Name: "secret", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "SecretHash"}},
 		}},
 		TableAllocs: {Name: TableAllocs, Indexes: map[string]*memdb.IndexSchema{
-			"id":        idIndex("ID"),
-			"node":      {Name: "node", Indexer: &memdb.StringFieldIndex{Field: "NodeID"}},
-			"namespace": {Name: "namespace", Indexer: &memdb.StringFieldIndex{Field: "Namespace"}},
-			"job":       nsIndex("job", "JobID", false),
+			"id":   idIndex("ID"),
+			"node": {Name: "node", Indexer: &stringFieldKey{StringFieldIndex: memdb.StringFieldIndex{Field: "NodeID"}}},
+			"job":  {Name: "job", Indexer: allocJobIndex{}},
 		}},
 		TableJobs: {Name: TableJobs, Indexes: map[string]*memdb.IndexSchema{
 			"id": nsIndex("id", "ID", true),
@@ -128,6 +127,7 @@ func schema() *memdb.DBSchema {
 			"id":  idIndex("ID"),
 			"job": nsIndex("job", "JobID", false),
 		}},
+		TableNodeUsage: {Name: TableNodeUsage, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("NodeID")}},
 		TableEvents: {Name: TableEvents, Indexes: map[string]*memdb.IndexSchema{
 			"id": {Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 				&memdb.UintFieldIndex{Field: "Index"}, &memdb.IntFieldIndex{Field: "Seq"},

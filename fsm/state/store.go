@@ -67,6 +67,8 @@ type Txn struct {
 	schema  *memdb.DBSchema
 	base    *memdb.Txn
 	written map[tableKey]any // nil value: deleted in this transaction
+	// usage accumulates per-node usage changes, written at commit.
+	usage map[string]structs.Resources
 }
 
 type tableKey struct{ table, key string }
@@ -76,8 +78,16 @@ func (s *Store) Write(index uint64) *Txn {
 	return &Txn{txn: s.db.Txn(true), index: index, schema: s.schema, base: s.db.Txn(false)}
 }
 
-// Commit makes the writes visible and fires watches.
-func (t *Txn) Commit() { t.txn.Commit() }
+// Commit writes the derived rows, makes the writes visible and fires
+// watches. On error nothing is committed and the transaction is aborted.
+func (t *Txn) Commit() error {
+	if err := t.flushUsage(); err != nil {
+		t.txn.Abort()
+		return err
+	}
+	t.txn.Commit()
+	return nil
+}
 
 // Abort discards the writes.
 func (t *Txn) Abort() { t.txn.Abort() }
@@ -540,8 +550,16 @@ func (r *Restore) Insert(table string, obj any) error {
 	return nil
 }
 
-// Commit finishes the restore.
-func (r *Restore) Commit() { r.txn.Commit() }
+// Commit derives the tables snapshots leave out and finishes the restore.
+// On error nothing is restored.
+func (r *Restore) Commit() error {
+	if err := rebuildUsage(r.txn); err != nil {
+		r.txn.Abort()
+		return err
+	}
+	r.txn.Commit()
+	return nil
+}
 
 // Abort discards the restore.
 func (r *Restore) Abort() { r.txn.Abort() }

@@ -126,7 +126,9 @@ func TestTxnLookupMatchesMemdb(t *testing.T) {
 		if rng.Intn(4) == 0 {
 			txn.Abort()
 		} else {
-			txn.Commit()
+			if err := txn.Commit(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
