@@ -255,6 +255,18 @@ func populated(t testing.TB) *FSM {
 		ID: "a1", ClientStatus: structs.AllocRunning, TaskStates: map[string]*structs.TaskState{"web": {State: structs.TaskRunning, StartedAt: t0.Add(9 * time.Minute)}},
 	}}})
 	populateJobs(t, f, next)
+	mustApply(t, f, next(), ACLWriteType, &ACLWriteRequest{
+		Users:  []*structs.User{{Name: "alice", PasswordHash: "$argon2id$fake", CreatedAt: t0}},
+		Groups: []*structs.Group{{Name: "ops", Members: []string{"alice"}}},
+		Roles: []*structs.ACLRole{{Name: "deployer", Description: "deploys", Rules: []structs.ACLRule{
+			{Resources: []string{"job"}, Actions: []string{"read", "create"}, Scope: "namespace:team-a"},
+		}}},
+		Bindings:        []*structs.ACLBinding{{Name: "ops-deploy", Role: "deployer", Subjects: []string{"group:ops"}, Namespace: "team-a"}},
+		ServiceAccounts: []*structs.ServiceAccount{{Namespace: "team-a", Name: "ci", CreatedAt: t0}},
+		Tokens: []*structs.ACLToken{{AccessorID: "sess", Kind: structs.TokenKindSession, SecretHash: "4567",
+			Subject: "user:alice", CreatedAt: t0, ExpiresAt: t0.Add(12 * time.Hour)}},
+		Now: t0,
+	})
 	res := mustApply(t, f, next(), NodeRemoveType, &NodeRemoveRequest{NodeID: "w1", Now: t0.Add(9 * time.Minute)})
 	if res.Value != 2 {
 		t.Fatalf("node remove revoked %v certificates, want 2", res.Value)
@@ -315,8 +327,8 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 	requireSameState(t, want, dump(t, dst.State()))
 
 	gotSnap, wantSnap := dst.State().Snapshot(), src.State().Snapshot()
-	if gotSnap.LatestIndex() != 18 {
-		t.Errorf("restored LatestIndex = %d, want 18", gotSnap.LatestIndex())
+	if gotSnap.LatestIndex() != 19 {
+		t.Errorf("restored LatestIndex = %d, want 19", gotSnap.LatestIndex())
 	}
 	for _, tab := range state.Tables {
 		if tab.Name == state.TableNamespaces {

@@ -40,6 +40,12 @@ type Config struct {
 	// Raft peers and node status, besides reacting to Serf events.
 	ReconcileInterval time.Duration
 
+	// AuditPolicyFile is an HCL audit policy; empty records every request
+	// at the metadata level. AuditWebhook, if set, also receives every
+	// entry.
+	AuditPolicyFile string
+	AuditWebhook    string
+
 	Logger hclog.Logger
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 
+	"github.com/hivesec/hive/audit"
 	"github.com/hivesec/hive/crypto/pki"
 	"github.com/hivesec/hive/crypto/token"
 	"github.com/hivesec/hive/fsm"
@@ -25,16 +26,22 @@ import (
 	"github.com/hivesec/hive/structs"
 )
 
-// authLevel says who may call a route. Until RBAC lands there are only the
-// management token and node certificates.
+// authLevel says who may call a route.
 type authLevel int
 
 const (
-	// authPublic routes are the join handshake: the join token in the body
-	// authenticates, or the data is the public CA certificate.
+	// authPublic routes are the join handshake and the password login:
+	// the join token or the password in the body authenticates, or the
+	// data is the public CA certificate.
 	authPublic authLevel = iota
-	authAdmin
+	// authUser routes need an API token and the route's permission.
+	authUser
+	// authNode routes need a node certificate; the handlers confine a
+	// node to its own records (the node authorizer).
 	authNode
+	// authSelf routes need an API token and no permission: they concern
+	// the caller itself (whoami, logout, can-i).
+	authSelf
 )
 
 // forwardMode says when a request goes to the leader.
@@ -57,21 +64,37 @@ type route struct {
 	forward forwardMode
 	maxBody int64
 	h       handlerFunc
+	// perm is what an authUser route needs; nil elsewhere.
+	perm *perm
 }
 
-// caller is the authenticated identity of a request.
+// caller is the authenticated identity of a request, and what the
+// authorization of it decided (for the audit log).
 type caller struct {
-	admin    bool
-	tokenID  string
+	// token is the API token the call was made with.
+	token *structs.ACLToken
+	// management is the bootstrap admin token: every permission.
+	management bool
+	// subjects are who the token acts as, for the authorizer.
+	subjects []string
 	nodeID   string
 	nodeRole structs.Role
 	remote   string
+
+	resource, action, namespace, name string
+	reason                            string
+	event                             string
+	requestBody                       []byte
 }
 
 func (c *caller) String() string {
 	switch {
-	case c.admin:
-		return "token:" + c.tokenID
+	case c.management:
+		return "bootstrap-token:" + c.token.AccessorID
+	case c.token != nil && c.token.Role != "":
+		return "token:" + c.token.AccessorID
+	case c.token != nil:
+		return c.token.Subject
 	case c.nodeID != "":
 		return "node:" + c.nodeID
 	}
@@ -108,58 +131,93 @@ const (
 	defaultWait     = time.Minute
 )
 
-// routes is the API.
+// routes is the API. Every route that a user calls names the permission
+// it needs (resource, action, and where the request reaches); the
+// route-coverage test walks this table.
 func (s *Server) routes() []route {
+	alloc, eval, depl := allocScope, evalScope, deploymentScope
 	return []route{
-		{"GET", "/v1/join/ca", authPublic, forwardNever, 0, s.handleJoinCA},
-		{"POST", "/v1/join", authPublic, forwardAlways, 0, s.handleJoin},
-		{"GET", "/v1/status/leader", authAdmin, forwardNever, 0, s.handleLeader},
-		{"GET", "/v1/nodes", authAdmin, forwardConsistent, 0, s.handleNodes},
-		{"GET", "/v1/node/self", authNode, forwardConsistent, 0, s.handleNodeSelf},
-		{"GET", "/v1/node/{id}", authAdmin, forwardConsistent, 0, s.handleNode},
-		{"DELETE", "/v1/node/{id}", authAdmin, forwardAlways, 0, s.handleNodeRemove},
-		{"POST", "/v1/node/renew", authNode, forwardAlways, 0, s.handleRenew},
-		{"GET", "/v1/internal/gossip-keys", authNode, forwardNever, 0, s.handleGossipKeys},
-		{"GET", "/v1/operator/raft/peers", authAdmin, forwardNever, 0, s.handleRaftPeers},
-		{"POST", "/v1/operator/gossip/rotate", authAdmin, forwardAlways, 0, s.handleGossipRotate},
-		{"GET", "/v1/operator/snapshot", authAdmin, forwardAlways, 0, s.handleSnapshotSave},
-		{"PUT", "/v1/operator/snapshot", authAdmin, forwardAlways, maxSnapshotSize, s.handleSnapshotRestore},
-		{"GET", "/v1/namespaces", authAdmin, forwardConsistent, 0, s.handleNamespaces},
-		{"GET", "/v1/namespace/{name}", authAdmin, forwardConsistent, 0, s.handleNamespace},
-		{"PUT", "/v1/namespace/{name}", authAdmin, forwardAlways, 0, s.handleNamespaceCreate},
-		{"DELETE", "/v1/namespace/{name}", authAdmin, forwardAlways, 0, s.handleNamespaceDelete},
-		{"GET", "/v1/join-tokens", authAdmin, forwardConsistent, 0, s.handleJoinTokens},
-		{"POST", "/v1/join-tokens", authAdmin, forwardAlways, 0, s.handleJoinTokenCreate},
-		{"DELETE", "/v1/join-token/{id}", authAdmin, forwardAlways, 0, s.handleJoinTokenRevoke},
-		{"POST", "/v1/join-tokens/rotate/{role}", authAdmin, forwardAlways, 0, s.handleJoinTokenRotate},
-		{"GET", "/v1/events", authAdmin, forwardConsistent, 0, s.handleEvents},
-		{"POST", "/v1/allocations", authAdmin, forwardAlways, 0, s.handleAllocCreate},
-		{"GET", "/v1/allocations", authAdmin, forwardConsistent, 0, s.handleAllocs},
-		{"GET", "/v1/allocation/{id}", authAdmin, forwardConsistent, 0, s.handleAlloc},
-		{"POST", "/v1/allocation/{id}/stop", authAdmin, forwardAlways, 0, s.handleAllocStop},
-		{"GET", "/v1/allocation/{id}/logs", authAdmin, forwardNever, 0, s.handleAllocLogs},
-		{"GET", "/v1/node/allocations", authNode, forwardConsistent, 0, s.handleNodeAllocs},
-		{"PUT", "/v1/node/allocations", authNode, forwardAlways, 0, s.handleNodeAllocUpdate},
-		{"PUT", "/v1/node/register", authNode, forwardAlways, 0, s.handleNodeRegister},
-		{"POST", "/v1/node/heartbeat", authNode, forwardAlways, 0, s.handleHeartbeat},
-		{"POST", "/v1/node/{id}/drain", authAdmin, forwardAlways, 0, s.handleNodeEligibility(true, true)},
-		{"POST", "/v1/node/{id}/cordon", authAdmin, forwardAlways, 0, s.handleNodeEligibility(true, false)},
-		{"POST", "/v1/node/{id}/uncordon", authAdmin, forwardAlways, 0, s.handleNodeEligibility(false, false)},
-		{"GET", "/v1/images", authAdmin, forwardNever, 0, s.handleImages},
-		{"GET", "/v1/node/{id}/images", authAdmin, forwardNever, 0, s.handleNodeImages},
-		{"POST", "/v1/node/{id}/images", authAdmin, forwardNever, maxImageArchive, s.handleImageImport},
-		{"POST", "/v1/jobs", authAdmin, forwardAlways, 0, s.handleJobRegister},
-		{"GET", "/v1/jobs", authAdmin, forwardConsistent, 0, s.handleJobs},
-		{"GET", "/v1/job/{id}", authAdmin, forwardConsistent, 0, s.handleJob},
-		{"DELETE", "/v1/job/{id}", authAdmin, forwardAlways, 0, s.handleJobDeregister},
-		{"POST", "/v1/job/{id}/plan", authAdmin, forwardAlways, 0, s.handleJobPlan},
-		{"GET", "/v1/job/{id}/versions", authAdmin, forwardConsistent, 0, s.handleJobVersions},
-		{"POST", "/v1/job/{id}/revert", authAdmin, forwardAlways, 0, s.handleJobRevert},
-		{"GET", "/v1/job/{id}/allocations", authAdmin, forwardConsistent, 0, s.handleJobAllocs},
-		{"GET", "/v1/job/{id}/evaluations", authAdmin, forwardConsistent, 0, s.handleJobEvals},
-		{"GET", "/v1/job/{id}/deployment", authAdmin, forwardConsistent, 0, s.handleJobDeployment},
-		{"GET", "/v1/evaluation/{id}", authAdmin, forwardConsistent, 0, s.handleEval},
-		{"GET", "/v1/deployment/{id}", authAdmin, forwardConsistent, 0, s.handleDeployment},
+		{"GET", "/v1/join/ca", authPublic, forwardNever, 0, s.handleJoinCA, nil},
+		{"POST", "/v1/join", authPublic, forwardAlways, 0, s.handleJoin, nil},
+		{"POST", "/v1/login", authPublic, forwardAlways, 0, s.handleLogin, nil},
+		{"POST", "/v1/logout", authSelf, forwardAlways, 0, s.handleLogout, nil},
+		{"GET", "/v1/whoami", authSelf, forwardNever, 0, s.handleWhoAmI, nil},
+		{"GET", "/v1/auth/can-i", authSelf, forwardNever, 0, s.handleCanI, nil},
+		{"GET", "/v1/auth/permissions", authSelf, forwardNever, 0, s.handlePermissions, nil},
+		{"GET", "/v1/status/leader", authUser, forwardNever, 0, s.handleLeader, p("operator", "read", nil)},
+		{"GET", "/v1/metrics", authUser, forwardNever, 0, s.handleMetrics, p("operator", "read", nil)},
+		{"GET", "/v1/nodes", authUser, forwardConsistent, 0, s.handleNodes, p("node", "list", nil)},
+		{"GET", "/v1/node/self", authNode, forwardConsistent, 0, s.handleNodeSelf, nil},
+		{"GET", "/v1/node/{id}", authUser, forwardConsistent, 0, s.handleNode, p("node", "read", named("id"))},
+		{"DELETE", "/v1/node/{id}", authUser, forwardAlways, 0, s.handleNodeRemove, p("node", "delete", named("id"))},
+		{"POST", "/v1/node/renew", authNode, forwardAlways, 0, s.handleRenew, nil},
+		{"GET", "/v1/internal/gossip-keys", authNode, forwardNever, 0, s.handleGossipKeys, nil},
+		{"GET", "/v1/operator/raft/peers", authUser, forwardNever, 0, s.handleRaftPeers, p("operator", "raft", nil)},
+		{"POST", "/v1/operator/gossip/rotate", authUser, forwardAlways, 0, s.handleGossipRotate, p("operator", "keyring", nil)},
+		{"GET", "/v1/operator/snapshot", authUser, forwardAlways, 0, s.handleSnapshotSave, p("operator", "snapshot", nil)},
+		{"PUT", "/v1/operator/snapshot", authUser, forwardAlways, maxSnapshotSize, s.handleSnapshotRestore, p("operator", "snapshot", nil)},
+		{"GET", "/v1/namespaces", authUser, forwardConsistent, 0, s.handleNamespaces, p("namespace", "list", nil)},
+		{"GET", "/v1/namespace/{name}", authUser, forwardConsistent, 0, s.handleNamespace, p("namespace", "read", pathNamespace)},
+		{"PUT", "/v1/namespace/{name}", authUser, forwardAlways, 0, s.handleNamespaceCreate, p("namespace", "create", nil)},
+		{"DELETE", "/v1/namespace/{name}", authUser, forwardAlways, 0, s.handleNamespaceDelete, p("namespace", "delete", nil)},
+		{"GET", "/v1/join-tokens", authUser, forwardConsistent, 0, s.handleJoinTokens, p("node", "create", nil)},
+		{"POST", "/v1/join-tokens", authUser, forwardAlways, 0, s.handleJoinTokenCreate, p("node", "create", nil)},
+		{"DELETE", "/v1/join-token/{id}", authUser, forwardAlways, 0, s.handleJoinTokenRevoke, p("node", "create", nil)},
+		{"POST", "/v1/join-tokens/rotate/{role}", authUser, forwardAlways, 0, s.handleJoinTokenRotate, p("node", "create", nil)},
+		{"GET", "/v1/events", authUser, forwardConsistent, 0, s.handleEvents, p("event", "list", nil)},
+		{"POST", "/v1/allocations", authUser, forwardAlways, 0, s.handleAllocCreate, pb("alloc", "create", bodyNamespace("namespace"))},
+		{"GET", "/v1/allocations", authUser, forwardConsistent, 0, s.handleAllocs, p("alloc", "list", anyNamespace)},
+		{"GET", "/v1/allocation/{id}", authUser, forwardConsistent, 0, s.handleAlloc, p("alloc", "read", alloc)},
+		{"POST", "/v1/allocation/{id}/stop", authUser, forwardAlways, 0, s.handleAllocStop, p("alloc", "stop", alloc)},
+		{"GET", "/v1/allocation/{id}/logs", authUser, forwardNever, 0, s.handleAllocLogs, p("alloc/logs", "read", alloc)},
+		{"GET", "/v1/node/allocations", authNode, forwardConsistent, 0, s.handleNodeAllocs, nil},
+		{"PUT", "/v1/node/allocations", authNode, forwardAlways, 0, s.handleNodeAllocUpdate, nil},
+		{"PUT", "/v1/node/register", authNode, forwardAlways, 0, s.handleNodeRegister, nil},
+		{"POST", "/v1/node/heartbeat", authNode, forwardAlways, 0, s.handleHeartbeat, nil},
+		{"POST", "/v1/node/{id}/drain", authUser, forwardAlways, 0, s.handleNodeEligibility(true, true), p("node", "drain", named("id"))},
+		{"POST", "/v1/node/{id}/cordon", authUser, forwardAlways, 0, s.handleNodeEligibility(true, false), p("node", "update", named("id"))},
+		{"POST", "/v1/node/{id}/uncordon", authUser, forwardAlways, 0, s.handleNodeEligibility(false, false), p("node", "update", named("id"))},
+		{"GET", "/v1/images", authUser, forwardNever, 0, s.handleImages, p("image", "list", nil)},
+		{"GET", "/v1/node/{id}/images", authUser, forwardNever, 0, s.handleNodeImages, p("image", "list", nil)},
+		{"POST", "/v1/node/{id}/images", authUser, forwardNever, maxImageArchive, s.handleImageImport, p("image", "create", nil)},
+		{"POST", "/v1/jobs", authUser, forwardAlways, 0, s.handleJobRegister, pb("job", "create", bodyNamespace("job"))},
+		{"GET", "/v1/jobs", authUser, forwardConsistent, 0, s.handleJobs, p("job", "list", inNamespace)},
+		{"GET", "/v1/job/{id}", authUser, forwardConsistent, 0, s.handleJob, p("job", "read", nsAndName("id"))},
+		{"DELETE", "/v1/job/{id}", authUser, forwardAlways, 0, s.handleJobDeregister, p("job", "stop", nsAndName("id"))},
+		{"POST", "/v1/job/{id}/plan", authUser, forwardAlways, 0, s.handleJobPlan, pb("job", "read", bodyNamespace("job"))},
+		{"GET", "/v1/job/{id}/versions", authUser, forwardConsistent, 0, s.handleJobVersions, p("job", "read", nsAndName("id"))},
+		{"POST", "/v1/job/{id}/revert", authUser, forwardAlways, 0, s.handleJobRevert, p("job", "update", nsAndName("id"))},
+		{"GET", "/v1/job/{id}/allocations", authUser, forwardConsistent, 0, s.handleJobAllocs, p("alloc", "list", nsAndName("id"))},
+		{"GET", "/v1/job/{id}/evaluations", authUser, forwardConsistent, 0, s.handleJobEvals, p("evaluation", "list", nsAndName("id"))},
+		{"GET", "/v1/job/{id}/deployment", authUser, forwardConsistent, 0, s.handleJobDeployment, p("deployment", "read", nsAndName("id"))},
+		{"GET", "/v1/evaluation/{id}", authUser, forwardConsistent, 0, s.handleEval, p("evaluation", "read", eval)},
+		{"GET", "/v1/deployment/{id}", authUser, forwardConsistent, 0, s.handleDeployment, p("deployment", "read", depl)},
+
+		{"GET", "/v1/users", authUser, forwardConsistent, 0, s.handleUsers, p("user", "list", nil)},
+		{"GET", "/v1/user/{name}", authUser, forwardConsistent, 0, s.handleUser, p("user", "read", named("name"))},
+		{"PUT", "/v1/user/{name}", authUser, forwardAlways, 0, s.handleUserCreate, p("user", "create", named("name"))},
+		{"DELETE", "/v1/user/{name}", authUser, forwardAlways, 0, s.handleUserDelete, p("user", "delete", named("name"))},
+		{"PUT", "/v1/user/{name}/password", authSelf, forwardAlways, 0, s.handleUserPassword, nil},
+		{"GET", "/v1/groups", authUser, forwardConsistent, 0, s.handleGroups, p("group", "list", nil)},
+		{"GET", "/v1/group/{name}", authUser, forwardConsistent, 0, s.handleGroup, p("group", "read", named("name"))},
+		{"PUT", "/v1/group/{name}", authUser, forwardAlways, 0, s.handleGroupCreate, p("group", "create", named("name"))},
+		{"DELETE", "/v1/group/{name}", authUser, forwardAlways, 0, s.handleGroupDelete, p("group", "delete", named("name"))},
+		{"POST", "/v1/group/{name}/members", authUser, forwardAlways, 0, s.handleGroupMembers, p("group", "update", named("name"))},
+		{"GET", "/v1/roles", authUser, forwardConsistent, 0, s.handleRoles, p("role", "list", nil)},
+		{"GET", "/v1/role/{name}", authUser, forwardConsistent, 0, s.handleRole, p("role", "read", named("name"))},
+		{"PUT", "/v1/role/{name}", authUser, forwardAlways, 0, s.handleRolePut, p("role", "create", named("name"))},
+		{"DELETE", "/v1/role/{name}", authUser, forwardAlways, 0, s.handleRoleDelete, p("role", "delete", named("name"))},
+		{"GET", "/v1/bindings", authUser, forwardConsistent, 0, s.handleBindings, p("binding", "list", nil)},
+		{"GET", "/v1/binding/{name}", authUser, forwardConsistent, 0, s.handleBinding, p("binding", "read", bindingScope)},
+		{"PUT", "/v1/binding/{name}", authUser, forwardAlways, 0, s.handleBindingPut, pb("binding", "create", bindingScope)},
+		{"DELETE", "/v1/binding/{name}", authUser, forwardAlways, 0, s.handleBindingDelete, p("binding", "delete", bindingScope)},
+		{"GET", "/v1/tokens", authSelf, forwardConsistent, 0, s.handleTokens, nil},
+		{"POST", "/v1/tokens", authSelf, forwardAlways, 0, s.handleTokenCreate, nil},
+		{"DELETE", "/v1/token/{accessor}", authSelf, forwardAlways, 0, s.handleTokenRevoke, nil},
+		{"GET", "/v1/serviceaccounts", authUser, forwardConsistent, 0, s.handleServiceAccounts, p("serviceaccount", "list", anyNamespace)},
+		{"PUT", "/v1/serviceaccount/{ns}/{name}", authUser, forwardAlways, 0, s.handleServiceAccountCreate, p("serviceaccount", "create", pathNSName)},
+		{"DELETE", "/v1/serviceaccount/{ns}/{name}", authUser, forwardAlways, 0, s.handleServiceAccountDelete, p("serviceaccount", "delete", pathNSName)},
+		{"POST", "/v1/serviceaccount/{ns}/{name}/token", authUser, forwardAlways, 0, s.handleServiceAccountToken, p("serviceaccount", "update", pathNSName)},
 	}
 }
 
@@ -176,8 +234,8 @@ func (s *Server) handler(internal bool) http.Handler {
 		// authenticate lets anonymous callers through (public routes need
 		// that), so an unknown path also demands some credential.
 		c, err := s.authenticate(r, internal)
-		if err == nil && !c.admin && c.nodeID == "" {
-			err = authorize(authAdmin, c)
+		if err == nil && c.token == nil && c.nodeID == "" {
+			err = authorize(authUser, c)
 		}
 		if err != nil {
 			writeError(w, err)
@@ -189,21 +247,33 @@ func (s *Server) handler(internal bool) http.Handler {
 }
 
 func (s *Server) wrap(rt route, internal bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		c, err := s.authenticate(r, internal)
-		if err == nil {
+	return func(w0 http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		w := &recorder{ResponseWriter: w0}
+		c := &caller{remote: r.RemoteAddr}
+		defer func() { s.auditRequest(rt, r, c, w, start) }()
+		limit := rt.maxBody
+		if limit == 0 {
+			limit = defaultMaxBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		ac, err := s.authenticate(r, internal)
+		if err != nil {
+			c.event, c.reason = audit.EventAuthentication, err.Error()
+			s.metrics.authFailures.WithLabelValues(authMethod(r)).Inc()
+		} else {
+			c = ac
 			err = authorize(rt.auth, c)
+			if err == nil && rt.auth == authUser {
+				err = s.authorizeRoute(rt, r, c)
+			}
 		}
 		if err != nil {
 			s.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "error", err)
 			writeError(w, err)
 			return
 		}
-		limit := rt.maxBody
-		if limit == 0 {
-			limit = defaultMaxBody
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		s.captureRequest(rt, r, c, w)
 		if s.mustForward(rt, r) {
 			if r.Header.Get(headerForwarded) != "" {
 				// Leadership moved while the request was in flight; one hop
@@ -211,6 +281,7 @@ func (s *Server) wrap(rt route, internal bool) http.HandlerFunc {
 				writeError(w, errorf(http.StatusServiceUnavailable, "no_leader", "%s", ErrNoLeader))
 				return
 			}
+			c.reason += " (forwarded to the leader)"
 			s.forward(w, r, c)
 			return
 		}
@@ -284,8 +355,13 @@ func (s *Server) authenticate(r *http.Request, internal bool) (*caller, error) {
 	if !tok.ExpiresAt.IsZero() && time.Now().After(tok.ExpiresAt) {
 		return nil, errorf(http.StatusUnauthorized, "unauthenticated", "API token %s expired at %s", tok.AccessorID, tok.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	c.admin = tok.Kind == structs.ACLTokenKindManagement
-	c.tokenID = tok.AccessorID
+	snap := s.fsm.State().Snapshot()
+	subjects, err := s.subjects(snap, s.authzCache.get(snap), tok)
+	if err != nil {
+		return nil, errorf(http.StatusUnauthorized, "unauthenticated", "API token %s: %v", tok.AccessorID, err)
+	}
+	c.token, c.subjects = tok, subjects
+	c.management = tok.Kind == structs.ACLTokenKindManagement
 	return c, nil
 }
 
@@ -293,22 +369,22 @@ func authorize(level authLevel, c *caller) error {
 	switch level {
 	case authPublic:
 		return nil
-	case authAdmin:
-		if c.admin {
+	case authUser, authSelf:
+		if c.token != nil {
 			return nil
 		}
 		if c.nodeID != "" {
-			return errorf(http.StatusForbidden, "forbidden", "node certificates may not call this endpoint; use the admin token")
+			return errorf(http.StatusForbidden, "forbidden", "node certificates may not call this endpoint; use an API token")
 		}
 	case authNode:
 		if c.nodeID != "" {
 			return nil
 		}
-		if c.admin {
+		if c.token != nil {
 			return errorf(http.StatusForbidden, "forbidden", "this endpoint is for nodes and needs a node certificate")
 		}
 	}
-	return errorf(http.StatusUnauthorized, "unauthenticated", "authentication required: send \"Authorization: Bearer <token>\" (HIVE_TOKEN) or a node certificate")
+	return errorf(http.StatusUnauthorized, "unauthenticated", "authentication required: log in with `hive login`, or send \"Authorization: Bearer <token>\" (HIVE_TOKEN)")
 }
 
 func (s *Server) mustForward(rt route, r *http.Request) bool {

@@ -2,12 +2,14 @@ package server
 
 import (
 	"crypto/rand"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/hivesec/hive/audit"
 	"github.com/hivesec/hive/crypto/pki"
 	"github.com/hivesec/hive/fsm"
 	"github.com/hivesec/hive/gossip"
@@ -24,7 +26,8 @@ func (s *Server) handleJoinCA(_ http.ResponseWriter, _ *http.Request, _ *caller)
 
 // handleJoin admits a node. It runs on the leader: the token use, the node
 // record and the certificate serial are committed in one Raft entry.
-func (s *Server) handleJoin(_ http.ResponseWriter, r *http.Request, _ *caller) (any, error) {
+func (s *Server) handleJoin(_ http.ResponseWriter, r *http.Request, c *caller) (any, error) {
+	c.event, c.resource, c.action = audit.EventNodeJoin, "node", "create"
 	var req structs.JoinRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return nil, err
@@ -126,6 +129,7 @@ func (s *Server) handleJoin(_ http.ResponseWriter, r *http.Request, _ *caller) (
 		resp.UnsealKey = s.unsealKey
 	}
 	s.logger.Info("node joined", "id", nodeID, "role", tok.Role, "address", ip, "token", tok.ID)
+	c.name, c.reason = nodeID, fmt.Sprintf("%s %q joined from %s with join token %s", tok.Role, req.Name, ip, tok.ID)
 	return resp, nil
 }
 

@@ -22,10 +22,12 @@ import (
 	"github.com/hashicorp/serf/serf"
 	"go.etcd.io/bbolt"
 
+	"github.com/hivesec/hive/audit"
 	"github.com/hivesec/hive/crypto/keyring"
 	"github.com/hivesec/hive/crypto/pki"
 	"github.com/hivesec/hive/fsm"
 	"github.com/hivesec/hive/identity"
+	"github.com/hivesec/hive/lockout"
 )
 
 // Paths under the data dir.
@@ -77,6 +79,13 @@ type Server struct {
 	ca      *pki.CA
 	caIndex uint64
 
+	// Authorization, login throttling, audit and metrics.
+	authzCache  authzCache
+	logins      *lockout.Limiter
+	auditLog    *audit.Writer
+	auditPolicy *audit.Policy
+	metrics     *metrics
+
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -96,7 +105,14 @@ func newServer(cfg Config, node *identity.Node, certs *identity.Certs, unsealKey
 		writes:     make(chan *pendingWrite, 4096),
 		notifyCh:   make(chan bool, 16),
 		liveness:   newLiveness(cfg.HeartbeatTTL, cfg.DownGrace),
+		logins:     lockout.New(lockout.DefaultConfig(), nil),
+		metrics:    newMetrics(),
 		ctx:        ctx, cancel: cancel,
+	}
+	var err error
+	if s.auditLog, s.auditPolicy, err = openAudit(cfg); err != nil {
+		cancel()
+		return nil, err
 	}
 	s.internalTLS = pki.InternalClientTLS(certs.Pool, certs.GetClientCertificate, s.verifyPeer)
 	if err := s.setupRPC(); err != nil {
@@ -241,6 +257,11 @@ func (s *Server) Shutdown() {
 		if s.mux != nil {
 			_ = s.mux.raft.Close()
 			_ = s.mux.http.Close()
+		}
+		if s.auditLog != nil {
+			if err := s.auditLog.Close(); err != nil {
+				s.logger.Error("closing audit log", "error", err)
+			}
 		}
 		if s.boltStore != nil {
 			_ = s.boltStore.Close()

@@ -154,14 +154,23 @@ func (t *JoinToken) Usable(now time.Time) error {
 }
 
 // ACLToken authenticates an API caller. Only the SHA-256 of the secret is
-// stored. Until RBAC lands the only kind is "management" (the admin token).
+// stored. Kind is management (the bootstrap admin token), session, api or
+// sa (see TokenKindSession and the others).
 type ACLToken struct {
 	AccessorID string
 	Name       string
 	Kind       string
 	SecretHash string // hex sha256 of the token
-	CreatedAt  time.Time
-	ExpiresAt  time.Time // zero: no expiry
+	// Subject is who the token acts as: "user:<name>" or
+	// "sa:<namespace>/<name>"; empty for management and role tokens.
+	Subject string
+	// Role, when set, is all the token holds: that role, globally or in
+	// Namespace, instead of its subject's permissions.
+	Role      string
+	Namespace string
+	CreatedBy string
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: no expiry
 
 	CreateIndex uint64
 	ModifyIndex uint64

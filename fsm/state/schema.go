@@ -59,6 +59,11 @@ var Tables = []Table{
 	{11, TableJobVersions, func() any { return new(structs.Job) }},
 	{12, TableEvals, func() any { return new(structs.Evaluation) }},
 	{13, TableDeployments, func() any { return new(structs.Deployment) }},
+	{14, TableUsers, func() any { return new(structs.User) }},
+	{15, TableGroups, func() any { return new(structs.Group) }},
+	{16, TableACLRoles, func() any { return new(structs.ACLRole) }},
+	{17, TableACLBindings, func() any { return new(structs.ACLBinding) }},
+	{18, TableServiceAccounts, func() any { return new(structs.ServiceAccount) }},
 }
 
 // TableByID finds a table by its snapshot type byte.
@@ -85,6 +90,12 @@ func nsIndex(name, field string, unique bool) *memdb.IndexSchema {
 }
 
 func schema() *memdb.DBSchema {
+	s := baseSchema()
+	aclSchema(s.Tables)
+	return s
+}
+
+func baseSchema() *memdb.DBSchema {
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
 		TableIndex:   {Name: TableIndex, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("Key")}},
 		TableCluster: {Name: TableCluster, Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: &memdb.ConditionalIndex{Conditional: func(any) (bool, error) { return true, nil }}}}},
@@ -102,8 +113,9 @@ func schema() *memdb.DBSchema {
 			"role": {Name: "role", Indexer: &memdb.StringFieldIndex{Field: "Role"}},
 		}},
 		TableACLTokens: {Name: TableACLTokens, Indexes: map[string]*memdb.IndexSchema{
-			"id":     idIndex("AccessorID"),
-			"secret": {Name: "secret", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "SecretHash"}},
+			"id":      idIndex("AccessorID"),
+			"secret":  {Name: "secret", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "SecretHash"}},
+			"subject": {Name: "subject", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Subject"}},
 		}},
 		TableAllocs: {Name: TableAllocs, Indexes: map[string]*memdb.IndexSchema{
 			"id":   idIndex("ID"),

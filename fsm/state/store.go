@@ -503,11 +503,6 @@ func (s *Snapshot) ACLTokenBySecretHash(ws memdb.WatchSet, hash string) *structs
 	return o.(*structs.ACLToken)
 }
 
-// ACLTokens lists API tokens.
-func (s *Snapshot) ACLTokens(ws memdb.WatchSet) []*structs.ACLToken {
-	return list[structs.ACLToken](s, ws, TableACLTokens, "id")
-}
-
 // Events lists events oldest first.
 func (s *Snapshot) Events(ws memdb.WatchSet) []*structs.Event {
 	return list[structs.Event](s, ws, TableEvents, "id")

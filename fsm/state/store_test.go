@@ -108,6 +108,21 @@ func TestTableRecordTypes(t *testing.T) {
 		if err := txn.UpsertDeployment(&structs.Deployment{ID: "d", Namespace: "ns", JobID: "web"}); err != nil {
 			return err
 		}
+		if err := txn.UpsertUser(&structs.User{Name: "u"}); err != nil {
+			return err
+		}
+		if err := txn.UpsertGroup(&structs.Group{Name: "g", Members: []string{"u"}}); err != nil {
+			return err
+		}
+		if err := txn.UpsertACLRole(&structs.ACLRole{Name: "r"}); err != nil {
+			return err
+		}
+		if err := txn.UpsertACLBinding(&structs.ACLBinding{Name: "b", Role: "r"}); err != nil {
+			return err
+		}
+		if err := txn.UpsertServiceAccount(&structs.ServiceAccount{Namespace: "ns", Name: "sa"}); err != nil {
+			return err
+		}
 		return txn.AddEvent(structs.Event{Type: "x"})
 	})
 	snap := read(s)

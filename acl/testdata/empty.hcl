@@ -1,0 +1,1 @@
+# Nothing declared is fine: apply does nothing.

@@ -1,0 +1,5 @@
+role "broken" {
+  rule {
+    resources = ["job"
+  }
+}
