@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -316,5 +317,45 @@ func TestLoginLockoutAndAudit(t *testing.T) {
 	r = c.call(t, "GET", "/v1/metrics", bearer(e.admin), nil)
 	if r.status != http.StatusOK || !bytes.Contains(r.body, []byte(`hive_authentication_failures_total{method="password"}`)) {
 		t.Errorf("metrics: %s", r.body[:min(len(r.body), 300)])
+	}
+}
+
+// TestResetAdmin checks the local reset: through a follower's socket, every
+// management token is revoked and a new bootstrap token works; a worker
+// certificate may not call the reset route.
+func TestResetAdmin(t *testing.T) {
+	e := newACLEnv(t, 3)
+	var follower *Server
+	for _, s := range e.tc.servers {
+		if !s.IsLeader() {
+			follower = s
+		}
+	}
+	var adminTok structs.TokenSecret
+	if r := postJSON(t, e.caller(e.leader), e.admin, "POST", "/v1/tokens", structs.TokenCreateRequest{Name: "ops", Role: "admin"}, &adminTok); r.status != http.StatusOK {
+		t.Fatalf("create admin token: %s", r)
+	}
+	res, err := ResetAdmin(context.Background(), follower.cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Revoked < 1 {
+		t.Errorf("revoked %d tokens, want the admin-role token at least", res.Revoked)
+	}
+	waitFor(t, 5*time.Second, "old admin token refused, new one accepted", func() error {
+		if r := e.caller(follower).call(t, "GET", "/v1/whoami", bearer(adminTok.Secret), nil); r.status != http.StatusUnauthorized {
+			return fmt.Errorf("old admin token: %s", r)
+		}
+		if r := e.caller(follower).call(t, "GET", "/v1/nodes", bearer(res.Secret), nil); r.status != http.StatusOK {
+			return fmt.Errorf("new bootstrap token: %s", r)
+		}
+		return nil
+	})
+	w := joinWorker(t, e.leader.APIAddr(), e.tc.boot.WorkerToken, "")
+	worker := newRawCaller(t, e.leader.APIAddr(), e.tc.boot.CACertPEM, w.certs.Current(), false)
+	r := worker.call(t, "POST", "/v1/internal/reset-admin", "", nil)
+	wantError(t, "worker asks for an admin reset", r, http.StatusForbidden, "forbidden")
+	if _, err := ResetAdmin(context.Background(), t.TempDir()); err == nil {
+		t.Error("reset through a data dir with no manager succeeded")
 	}
 }

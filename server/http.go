@@ -152,6 +152,7 @@ func (s *Server) routes() []route {
 		{"DELETE", "/v1/node/{id}", authUser, forwardAlways, 0, s.handleNodeRemove, p("node", "delete", named("id"))},
 		{"POST", "/v1/node/renew", authNode, forwardAlways, 0, s.handleRenew, nil},
 		{"GET", "/v1/internal/gossip-keys", authNode, forwardNever, 0, s.handleGossipKeys, nil},
+		{"POST", "/v1/internal/reset-admin", authNode, forwardAlways, 0, s.handleResetAdmin, nil},
 		{"GET", "/v1/operator/raft/peers", authUser, forwardNever, 0, s.handleRaftPeers, p("operator", "raft", nil)},
 		{"POST", "/v1/operator/gossip/rotate", authUser, forwardAlways, 0, s.handleGossipRotate, p("operator", "keyring", nil)},
 		{"GET", "/v1/operator/snapshot", authUser, forwardAlways, 0, s.handleSnapshotSave, p("operator", "snapshot", nil)},

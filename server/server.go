@@ -127,6 +127,10 @@ func newServer(cfg Config, node *identity.Node, certs *identity.Certs, unsealKey
 		s.Shutdown()
 		return nil, err
 	}
+	if err := s.startAdminSocket(); err != nil {
+		s.Shutdown()
+		return nil, err
+	}
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.batchWrites() }()
 	go func() { defer s.wg.Done(); s.monitorLeadership() }()
