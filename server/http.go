@@ -194,6 +194,17 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/evaluation/{id}", authUser, forwardConsistent, 0, s.handleEval, p("evaluation", "read", eval)},
 		{"GET", "/v1/deployment/{id}", authUser, forwardConsistent, 0, s.handleDeployment, p("deployment", "read", depl)},
 
+		{"GET", "/v1/secrets", authUser, forwardConsistent, 0, s.handleSecrets, p("secret", "list", anyNamespace)},
+		{"GET", "/v1/secret/{name}", authUser, forwardConsistent, 0, s.handleSecret, p("secret", "read", nsAndName("name"))},
+		{"POST", "/v1/secret/{name}", authUser, forwardAlways, 2 * structs.MaxSecretSize, s.handleSecretCreate, p("secret", "create", nsAndName("name"))},
+		{"PUT", "/v1/secret/{name}", authUser, forwardAlways, 2 * structs.MaxSecretSize, s.handleSecretUpdate, p("secret", "update", nsAndName("name"))},
+		{"DELETE", "/v1/secret/{name}", authUser, forwardAlways, 0, s.handleSecretDelete, p("secret", "delete", nsAndName("name"))},
+		{"GET", "/v1/secret/{name}/value", authUser, forwardNever, 0, s.handleSecretValue, p("secret/value", "read", nsAndName("name"))},
+		{"POST", "/v1/secret/{name}/rollback", authUser, forwardAlways, 0, s.handleSecretRollback, p("secret", "update", nsAndName("name"))},
+		{"GET", "/v1/node/secrets", authNode, forwardNever, 0, s.handleNodeSecrets, nil},
+		{"GET", "/v1/operator/keyring", authUser, forwardNever, 0, s.handleKeyringStatus, p("operator", "read", nil)},
+		{"POST", "/v1/operator/keyring/rotate", authUser, forwardAlways, 0, s.handleKeyringRotate, p("operator", "keyring", nil)},
+
 		{"GET", "/v1/users", authUser, forwardConsistent, 0, s.handleUsers, p("user", "list", nil)},
 		{"GET", "/v1/user/{name}", authUser, forwardConsistent, 0, s.handleUser, p("user", "read", named("name"))},
 		{"PUT", "/v1/user/{name}", authUser, forwardAlways, 0, s.handleUserCreate, p("user", "create", named("name"))},

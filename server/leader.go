@@ -60,6 +60,9 @@ func (s *Server) leaderLoop(ctx context.Context) {
 	jobsDone := make(chan struct{})
 	go func() { defer close(jobsDone); s.runJobSystem(ctx) }()
 	defer func() { <-jobsDone }()
+	rotDone := make(chan struct{})
+	go func() { defer close(rotDone); s.runRotator(ctx.Done()) }()
+	defer func() { <-rotDone }()
 	t := time.NewTicker(s.cfg.ReconcileInterval)
 	defer t.Stop()
 	for {

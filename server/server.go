@@ -86,6 +86,10 @@ type Server struct {
 	auditPolicy *audit.Policy
 	metrics     *metrics
 
+	// Secrets: unwrapped root keys, and the rotator's wake-up.
+	roots   rootKeys
+	rotateC chan struct{}
+
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -107,7 +111,11 @@ func newServer(cfg Config, node *identity.Node, certs *identity.Certs, unsealKey
 		liveness:   newLiveness(cfg.HeartbeatTTL, cfg.DownGrace),
 		logins:     lockout.New(lockout.DefaultConfig(), nil),
 		metrics:    newMetrics(),
+		rotateC:    make(chan struct{}, 1),
 		ctx:        ctx, cancel: cancel,
+	}
+	if unsealKey != nil {
+		s.roots.setUnseal(unsealKey)
 	}
 	var err error
 	if s.auditLog, s.auditPolicy, err = openAudit(cfg); err != nil {

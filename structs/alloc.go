@@ -110,6 +110,9 @@ type Task struct {
 	Security  SecurityContext
 	Restart   RestartPolicy
 	Labels    map[string]string
+	// Secrets are delivered to the task as files under /run/secrets and
+	// as environment variables.
+	Secrets []*TaskSecret
 }
 
 // TaskConfig is the driver configuration.

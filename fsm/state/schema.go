@@ -64,6 +64,8 @@ var Tables = []Table{
 	{16, TableACLRoles, func() any { return new(structs.ACLRole) }},
 	{17, TableACLBindings, func() any { return new(structs.ACLBinding) }},
 	{18, TableServiceAccounts, func() any { return new(structs.ServiceAccount) }},
+	{19, TableRootKeys, func() any { return new(structs.RootKey) }},
+	{20, TableSecrets, func() any { return new(structs.Secret) }},
 }
 
 // TableByID finds a table by its snapshot type byte.
@@ -92,6 +94,7 @@ func nsIndex(name, field string, unique bool) *memdb.IndexSchema {
 func schema() *memdb.DBSchema {
 	s := baseSchema()
 	aclSchema(s.Tables)
+	secretSchema(s.Tables)
 	return s
 }
 

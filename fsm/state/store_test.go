@@ -123,6 +123,12 @@ func TestTableRecordTypes(t *testing.T) {
 		if err := txn.UpsertServiceAccount(&structs.ServiceAccount{Namespace: "ns", Name: "sa"}); err != nil {
 			return err
 		}
+		if err := txn.UpsertRootKey(&structs.RootKey{ID: "rk", WrappedKey: []byte("w"), State: structs.RootKeyActive}); err != nil {
+			return err
+		}
+		if err := txn.UpsertSecret(&structs.Secret{Namespace: "ns", Name: "s"}); err != nil {
+			return err
+		}
 		return txn.AddEvent(structs.Event{Type: "x"})
 	})
 	snap := read(s)
