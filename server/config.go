@@ -46,6 +46,10 @@ type Config struct {
 	AuditPolicyFile string
 	AuditWebhook    string
 
+	// RootKeyRotation is how often the leader rotates the secrets root
+	// key on its own (default 30 days; negative: never).
+	RootKeyRotation time.Duration
+
 	Logger hclog.Logger
 }
 
@@ -59,7 +63,13 @@ const (
 // DefaultCertLifetime is the lifetime of node certificates.
 const DefaultCertLifetime = 7 * 24 * time.Hour
 
+// DefaultRootKeyRotation is the automatic root-key rotation period.
+const DefaultRootKeyRotation = 30 * 24 * time.Hour
+
 func (c *Config) setDefaults() error {
+	if c.RootKeyRotation == 0 {
+		c.RootKeyRotation = DefaultRootKeyRotation
+	}
 	if c.DataDir == "" {
 		return fmt.Errorf("a data dir is required (--data-dir)")
 	}

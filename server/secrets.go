@@ -271,8 +271,7 @@ func parseOptDuration(what, s string) (time.Duration, error) {
 
 // putVersion adds a version holding data to sec (nil: a new secret) and
 // commits it, guarded by the index it was read at.
-func (s *Server) putVersion(ns, name string, old *structs.Secret, req *structs.SecretRequest, data map[string]string) (*structs.Secret, error) {
-	now := time.Now().UTC()
+func (s *Server) putVersion(ns, name string, old *structs.Secret, req *structs.SecretRequest, data map[string]string, now time.Time) (*structs.Secret, error) {
 	var sec structs.Secret
 	var expect uint64
 	if old != nil {
@@ -374,7 +373,7 @@ func (s *Server) handleSecretCreate(_ http.ResponseWriter, r *http.Request, _ *c
 	if err != nil {
 		return nil, err
 	}
-	sec, err := s.putVersion(ns, name, nil, &req, data)
+	sec, err := s.putVersion(ns, name, nil, &req, data, time.Now().UTC())
 	clearMap(data)
 	if err != nil {
 		return nil, err
@@ -402,7 +401,7 @@ func (s *Server) handleSecretUpdate(_ http.ResponseWriter, r *http.Request, _ *c
 	if err != nil {
 		return nil, err
 	}
-	sec, err := s.putVersion(ns, name, old, &req, data)
+	sec, err := s.putVersion(ns, name, old, &req, data, time.Now().UTC())
 	clearMap(data)
 	if err != nil {
 		return nil, err
@@ -429,7 +428,7 @@ func (s *Server) handleSecretRollback(_ http.ResponseWriter, r *http.Request, _ 
 	if err != nil {
 		return nil, err
 	}
-	sec, err := s.putVersion(ns, name, old, nil, data)
+	sec, err := s.putVersion(ns, name, old, nil, data, time.Now().UTC())
 	clearMap(data)
 	if err != nil {
 		return nil, err
@@ -576,6 +575,7 @@ func (s *Server) runRotator(stop <-chan struct{}) {
 	for {
 		for s.rotateOnce() {
 		}
+		s.maintainSecrets(time.Now().UTC())
 		select {
 		case <-stop:
 			return
@@ -645,4 +645,72 @@ func (s *Server) rotateOnce() bool {
 		s.logger.Info("key rotation finished", "active", active.ID, "retired", req.DeleteRootKeys)
 	}
 	return more
+}
+
+// maintainSecrets raises expiry and rotation-due events, regenerates
+// generated secrets whose period is up, and rotates the root key on its
+// schedule (leader only).
+func (s *Server) maintainSecrets(now time.Time) {
+	snap := s.fsm.State().Snapshot()
+	if s.roots.sealed() {
+		return
+	}
+	for _, rk := range snap.RootKeys(nil) {
+		if rk.State == structs.RootKeyActive && s.cfg.RootKeyRotation > 0 && now.Sub(rk.CreatedAt) >= s.cfg.RootKeyRotation {
+			s.roots.createMu.Lock()
+			nk, err := s.newRootKey(rk)
+			s.roots.createMu.Unlock()
+			if err != nil {
+				s.logger.Error("scheduled root key rotation failed", "error", err)
+				break
+			}
+			s.raiseEvent(now, structs.EventRootKeyRotated, nk.ID, fmt.Sprintf("root key %s replaced %s after %s", nk.ID, rk.ID, s.cfg.RootKeyRotation))
+			s.kickRotator()
+		}
+	}
+	for _, sec := range snap.Secrets(nil, "") {
+		name := sec.Namespace + "/" + sec.Name
+		switch {
+		case sec.Expired(now) && !sec.ExpiryNoted:
+			cp := *sec
+			cp.ExpiryNoted = true
+			if _, err := s.apply(fsm.SecretWriteType, &fsm.SecretWriteRequest{Secrets: []*fsm.SecretPut{{Secret: &cp, ExpectIndex: sec.ModifyIndex}}, Now: now}); err == nil {
+				s.raiseEvent(now, structs.EventSecretExpired, name, fmt.Sprintf("secret %s expired at %s and is no longer delivered", name, sec.ExpiresAt.Format(time.RFC3339)))
+			}
+		case !sec.RotationDueAt.IsZero() && !now.Before(sec.RotationDueAt) && !sec.Expired(now):
+			if len(sec.Generate) == 0 {
+				cp := *sec
+				cp.RotationDueAt = now.Add(sec.RotationPeriod)
+				if _, err := s.apply(fsm.SecretWriteType, &fsm.SecretWriteRequest{Secrets: []*fsm.SecretPut{{Secret: &cp, ExpectIndex: sec.ModifyIndex}}, Now: now}); err == nil {
+					s.raiseEvent(now, structs.EventSecretRotationDue, name, fmt.Sprintf("secret %s is due for rotation (every %s); update it with `hive secret update`", name, sec.RotationPeriod))
+				}
+				continue
+			}
+			cur, err := s.decryptVersion(snap, sec, sec.Current())
+			if err != nil {
+				s.logger.Error("cannot rotate generated secret", "secret", name, "error", err)
+				continue
+			}
+			for k, n := range sec.Generate {
+				if cur[k], err = generateValue(n); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				_, err = s.putVersion(sec.Namespace, sec.Name, sec, nil, cur, now)
+			}
+			clearMap(cur)
+			if err != nil {
+				s.logger.Error("cannot rotate generated secret", "secret", name, "error", err)
+				continue
+			}
+			s.raiseEvent(now, structs.EventSecretRotated, name, fmt.Sprintf("generated secret %s regenerated (every %s)", name, sec.RotationPeriod))
+		}
+	}
+}
+
+func (s *Server) raiseEvent(now time.Time, typ, subject, msg string) {
+	if _, err := s.apply(fsm.EventType, &fsm.EventRequest{Event: structs.Event{Time: now, Type: typ, Subject: subject, Message: msg}}); err != nil {
+		s.logger.Warn("cannot record event", "type", typ, "error", err)
+	}
 }

@@ -206,7 +206,7 @@ func TestKeyringRotation(t *testing.T) {
 	const n = 1000
 	s := e.leader
 	for i := range n {
-		if _, err := s.putVersion("default", fmt.Sprintf("s%04d", i), nil, nil, map[string]string{"v": fmt.Sprintf("value-%d", i)}); err != nil {
+		if _, err := s.putVersion("default", fmt.Sprintf("s%04d", i), nil, nil, map[string]string{"v": fmt.Sprintf("value-%d", i)}, time.Now().UTC()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -265,6 +265,43 @@ func TestKeyringRotation(t *testing.T) {
 		i, _ := strconv.Atoi(sec.Name[1:])
 		if err != nil || data["v"] != fmt.Sprintf("value-%d", i) {
 			t.Fatalf("%s: %v %v", sec.Name, data, err)
+		}
+	}
+}
+
+// TestSecretMaintenance checks the leader's periodic work: an expired
+// secret stops being delivered and raises one event, a generated secret
+// is regenerated on its period, a user-supplied one raises "rotation due".
+func TestSecretMaintenance(t *testing.T) {
+	e := newACLEnv(t, 1)
+	s := e.leader
+	for _, req := range []struct {
+		name string
+		body structs.SecretRequest
+	}{
+		{"gen", structs.SecretRequest{Generate: map[string]int{"token": 24}, Data: map[string]string{"user": "app"}, RotationPeriod: "1h"}},
+		{"manual", structs.SecretRequest{Data: map[string]string{"k": "v"}, RotationPeriod: "1h"}},
+		{"short", structs.SecretRequest{Data: map[string]string{"k": "v"}, Expires: "1h"}},
+	} {
+		if r := e.do(t, e.admin, "POST", "/v1/secret/"+req.name+"?namespace=default", req.body); r.status != http.StatusOK {
+			t.Fatal(r)
+		}
+	}
+	before := decodeReply[structs.SecretValue](t, e.do(t, e.admin, "GET", "/v1/secret/gen/value?namespace=default", nil))
+	later := time.Now().UTC().Add(2 * time.Hour)
+	s.maintainSecrets(later)
+	s.maintainSecrets(later) // a second pass raises nothing new
+	after := decodeReply[structs.SecretValue](t, e.do(t, e.admin, "GET", "/v1/secret/gen/value?namespace=default", nil))
+	if after.Version != 2 || after.Data["token"] == before.Data["token"] || after.Data["user"] != "app" || len(after.Data["token"]) != 24 {
+		t.Errorf("generated secret: version %d, token changed %v, user kept %v", after.Version, after.Data["token"] != before.Data["token"], after.Data["user"] == "app")
+	}
+	counts := map[string]int{}
+	for _, ev := range s.fsm.State().Snapshot().Events(nil) {
+		counts[ev.Type+" "+ev.Subject]++
+	}
+	for _, want := range []string{"secret-rotated default/gen", "secret-rotation-due default/manual", "secret-expired default/short"} {
+		if counts[want] != 1 {
+			t.Errorf("event %q raised %d times, want once (events: %v)", want, counts[want], counts)
 		}
 	}
 }

@@ -38,6 +38,8 @@ type Secret struct {
 	Generate       map[string]int
 	// RotationDueAt is when the next rotation is due (zero: never).
 	RotationDueAt time.Time
+	// ExpiryNoted is set once the expiry event was raised.
+	ExpiryNoted bool
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 

@@ -218,6 +218,13 @@ const (
 	EventSnapshotRestored = "snapshot-restored"
 	EventNodeStatus       = "node-status"
 	EventAllocLost        = "alloc-lost"
+	// Secrets: an expired secret stops being delivered; a user-supplied
+	// secret past its rotation period is due; a generated one was
+	// regenerated; the root key was rotated on its schedule.
+	EventSecretExpired     = "secret-expired"
+	EventSecretRotationDue = "secret-rotation-due"
+	EventSecretRotated     = "secret-rotated"
+	EventRootKeyRotated    = "root-key-rotated"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
