@@ -499,3 +499,176 @@ func TestFetchCAAndJoin(t *testing.T) {
 		t.Fatal("junk CA accepted")
 	}
 }
+
+func TestACLEndpoints(t *testing.T) {
+	type call struct{ method, path, query, auth, body string }
+	var calls []call
+	srv, ca := testServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		calls = append(calls, call{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Get("Authorization"), strings.TrimSpace(string(b))})
+		switch r.Method + " " + r.URL.Path {
+		case "POST /v1/login", "POST /v1/tokens", "POST /v1/serviceaccount/web/ci/token":
+			writeJSON(w, 200, structs.TokenSecret{Secret: "s3cret", Token: structs.TokenInfo{AccessorID: "acc"}})
+		case "GET /v1/whoami":
+			writeJSON(w, 200, structs.WhoAmI{Subject: "user:alice"})
+		case "GET /v1/auth/can-i":
+			writeJSON(w, 200, structs.CanIResponse{Allowed: true, Role: "viewer"})
+		case "GET /v1/auth/permissions":
+			writeJSON(w, 200, structs.PermissionsResponse{Subject: "user:bob"})
+		case "GET /v1/users", "GET /v1/groups", "GET /v1/roles", "GET /v1/bindings", "GET /v1/tokens", "GET /v1/serviceaccounts":
+			writeJSON(w, 200, []struct{}{})
+		default:
+			writeJSON(w, 200, struct{}{})
+		}
+	})
+	c := testClient(t, srv, ca, "tok")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := c.ACL()
+	sec, err := a.Login(structs.LoginRequest{User: "alice", Password: "pw", TTL: "1h"})
+	must(err)
+	if sec.Secret != "s3cret" {
+		t.Errorf("login answer %+v", sec)
+	}
+	must(a.Logout())
+	who, err := a.WhoAmI()
+	must(err)
+	if who.Subject != "user:alice" {
+		t.Errorf("whoami %+v", who)
+	}
+	can, err := a.CanI(CanIRequest{Resource: "secret/value", Action: "read", Namespace: "web", Name: "db", As: "sa:web/ci"})
+	must(err)
+	if !can.Allowed || can.Role != "viewer" {
+		t.Errorf("can-i %+v", can)
+	}
+	_, err = a.CanI(CanIRequest{Resource: "job", Action: "list"})
+	must(err)
+	_, err = a.Permissions("user:bob")
+	must(err)
+	_, err = a.Permissions("")
+	must(err)
+
+	_, _, err = a.Users().List(nil)
+	must(err)
+	_, err = a.Users().Create("bob", structs.UserRequest{Password: "pw"})
+	must(err)
+	must(a.Users().SetPassword("bob", structs.PasswordRequest{OldPassword: "a", Password: "b"}))
+	must(a.Users().Delete("bob"))
+	_, _, err = a.Groups().List(nil)
+	must(err)
+	_, err = a.Groups().Create("ops", structs.GroupRequest{Members: []string{"bob"}})
+	must(err)
+	_, err = a.Groups().UpdateMembers("ops", structs.GroupMembersRequest{Remove: []string{"bob"}})
+	must(err)
+	must(a.Groups().Delete("ops"))
+	_, _, err = a.Roles().List(nil)
+	must(err)
+	must(a.Roles().Put(&structs.ACLRole{Name: "r", Rules: []structs.ACLRule{{Resources: []string{"job"}, Actions: []string{"read"}}}}))
+	must(a.Roles().Delete("r"))
+	_, _, err = a.Bindings().List(nil)
+	must(err)
+	must(a.Bindings().Put(&structs.ACLBinding{Name: "b", Role: "r", Subjects: []string{"user:bob"}, Namespace: "web"}))
+	must(a.Bindings().Delete("b"))
+	_, _, err = a.Tokens().List("user:bob", nil)
+	must(err)
+	_, err = a.Tokens().Create(structs.TokenCreateRequest{Role: "r"})
+	must(err)
+	must(a.Tokens().Revoke("acc"))
+	_, _, err = a.ServiceAccounts().List("web", nil)
+	must(err)
+	_, err = a.ServiceAccounts().Create("web", "ci", structs.ServiceAccountRequest{Description: "d"})
+	must(err)
+	_, err = a.ServiceAccounts().Token("web", "ci", structs.ServiceAccountTokenRequest{RotateGrace: "1h0m0s"})
+	must(err)
+	must(a.ServiceAccounts().Delete("web", "ci"))
+
+	want := []call{
+		{"POST", "/v1/login", "", "", `{"user":"alice","password":"pw","ttl":"1h"}`},
+		{"POST", "/v1/logout", "", "Bearer tok", ""},
+		{"GET", "/v1/whoami", "", "Bearer tok", ""},
+		{"GET", "/v1/auth/can-i", "action=read&as=sa%3Aweb%2Fci&name=db&namespace=web&resource=secret%2Fvalue", "Bearer tok", ""},
+		{"GET", "/v1/auth/can-i", "action=list&resource=job", "Bearer tok", ""},
+		{"GET", "/v1/auth/permissions", "as=user%3Abob", "Bearer tok", ""},
+		{"GET", "/v1/auth/permissions", "", "Bearer tok", ""},
+		{"GET", "/v1/users", "", "Bearer tok", ""},
+		{"PUT", "/v1/user/bob", "", "Bearer tok", `{"password":"pw"}`},
+		{"PUT", "/v1/user/bob/password", "", "Bearer tok", `{"old_password":"a","password":"b"}`},
+		{"DELETE", "/v1/user/bob", "", "Bearer tok", ""},
+		{"GET", "/v1/groups", "", "Bearer tok", ""},
+		{"PUT", "/v1/group/ops", "", "Bearer tok", `{"members":["bob"]}`},
+		{"POST", "/v1/group/ops/members", "", "Bearer tok", `{"remove":["bob"]}`},
+		{"DELETE", "/v1/group/ops", "", "Bearer tok", ""},
+		{"GET", "/v1/roles", "", "Bearer tok", ""},
+		{"PUT", "/v1/role/r", "", "Bearer tok", `{"Name":"r","Description":"","Rules":[{"Resources":["job"],"Actions":["read"],"Scope":""}],"BuiltIn":false,"CreateIndex":0,"ModifyIndex":0}`},
+		{"DELETE", "/v1/role/r", "", "Bearer tok", ""},
+		{"GET", "/v1/bindings", "", "Bearer tok", ""},
+		{"PUT", "/v1/binding/b", "", "Bearer tok", `{"Name":"b","Role":"r","Subjects":["user:bob"],"Namespace":"web","CreateIndex":0,"ModifyIndex":0}`},
+		{"DELETE", "/v1/binding/b", "", "Bearer tok", ""},
+		{"GET", "/v1/tokens", "subject=user%3Abob", "Bearer tok", ""},
+		{"POST", "/v1/tokens", "", "Bearer tok", `{"role":"r"}`},
+		{"DELETE", "/v1/token/acc", "", "Bearer tok", ""},
+		{"GET", "/v1/serviceaccounts", "namespace=web", "Bearer tok", ""},
+		{"PUT", "/v1/serviceaccount/web/ci", "", "Bearer tok", `{"description":"d"}`},
+		{"POST", "/v1/serviceaccount/web/ci/token", "", "Bearer tok", `{"rotate_grace":"1h0m0s"}`},
+		{"DELETE", "/v1/serviceaccount/web/ci", "", "Bearer tok", ""},
+	}
+	if len(calls) != len(want) {
+		t.Fatalf("%d calls, want %d: %+v", len(calls), len(want), calls)
+	}
+	for i := range want {
+		if calls[i] != want[i] {
+			t.Errorf("call %d = %+v\nwant %+v", i, calls[i], want[i])
+		}
+	}
+
+	// Empty identifiers never turn into calls on a collection.
+	n := len(calls)
+	for name, err := range map[string]error{
+		"login":       func() error { _, err := a.Login(structs.LoginRequest{}); return err }(),
+		"user":        a.Users().Delete(""),
+		"group":       a.Groups().Delete(" "),
+		"role":        a.Roles().Put(&structs.ACLRole{}),
+		"binding":     a.Bindings().Delete(""),
+		"token":       a.Tokens().Revoke(""),
+		"sa ns":       a.ServiceAccounts().Delete("", "ci"),
+		"sa name":     a.ServiceAccounts().Delete("web", ""),
+		"can-i":       func() error { _, err := a.CanI(CanIRequest{Action: "read"}); return err }(),
+		"can-i (act)": func() error { _, err := a.CanI(CanIRequest{Resource: "job"}); return err }(),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "empty") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if len(calls) != n {
+		t.Errorf("empty identifiers made %d calls", len(calls)-n)
+	}
+}
+
+func TestLoginWithoutToken(t *testing.T) {
+	srv, ca := testServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			writeJSON(w, 401, structs.ErrorResponse{Error: "token revoked", Code: "unauthenticated"})
+			return
+		}
+		writeJSON(w, 200, structs.TokenSecret{Secret: "new"})
+	})
+	// A stale token configured on the client must not get in the way.
+	c := testClient(t, srv, ca, "stale")
+	sec, err := c.ACL().Login(structs.LoginRequest{User: "alice", Password: "pw"})
+	if err != nil || sec.Secret != "new" {
+		t.Fatalf("login with a stale token configured: %+v %v", sec, err)
+	}
+	// The client itself keeps its token.
+	if err := c.ACL().Logout(); err == nil || !strings.Contains(err.Error(), "token revoked") {
+		t.Errorf("logout = %v, want the server's 401", err)
+	}
+	// And none at all works too.
+	c = testClient(t, srv, ca, "")
+	if _, err := c.ACL().Login(structs.LoginRequest{User: "alice", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+}

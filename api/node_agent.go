@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/hivesec/hive/structs"
 )
@@ -60,13 +62,38 @@ func (n *NodeAgent) UpdateAllocs(ctx context.Context, updates []structs.AllocUpd
 	return err
 }
 
+// Secrets returns the current values of the secrets the tasks of one of
+// the calling node's allocations reference, in the allocation's namespace;
+// expired secrets are left out. With q.WaitIndex set it is a blocking
+// query: it returns once the state passes that index (a new version, say)
+// or q.WaitTime is over. An allocation on another node is refused (403).
+//
+// The answer holds secret values: callers must keep them out of logs and
+// off disk.
+func (n *NodeAgent) Secrets(ctx context.Context, allocID string, q *QueryOptions) (*structs.NodeSecretsResponse, *QueryMeta, error) {
+	if err := checkID("allocation ID", allocID); err != nil {
+		return nil, nil, err
+	}
+	var out structs.NodeSecretsResponse
+	meta, err := n.c.doCtx(ctx, http.MethodGet, "/v1/node/secrets?alloc="+url.QueryEscape(allocID), q, nil, &out)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &out, meta, nil
+}
+
 // doCtx is send with a caller's context: in (when not nil) goes as JSON, the
 // answer is decoded into out (when not nil). The client's timeout, extended
 // by a blocking query's wait, still applies.
 func (c *Client) doCtx(ctx context.Context, method, path string, q *QueryOptions, in, out any) (*QueryMeta, error) {
 	u := c.addr + path
 	if qs := q.encode(); qs != "" {
-		u += "?" + qs
+		// A path may carry its own parameters (?alloc=...).
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		u += sep + qs
 	}
 	if c.timeout > 0 {
 		w := q.wait()

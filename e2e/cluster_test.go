@@ -291,7 +291,7 @@ func TestJoinSecurity(t *testing.T) {
 
 	// --- revoked
 	revoked := createToken(t, c)
-	c.MustCLI("token", "revoke", revoked.Info.ID)
+	c.MustCLI("join-token", "revoke", revoked.Info.ID)
 	if tok := findToken(t, c, revoked.Info.ID); tok == nil || !tok.Revoked {
 		t.Errorf("token ls after revoke: %+v; want %s revoked", tok, revoked.Info.ID)
 	}
@@ -398,7 +398,7 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	// Change every kind of state the restore must undo.
 	c.MustCLI("namespace", "delete", "snap-a")
 	c.MustCLI("namespace", "create", "snap-c")
-	c.MustCLI("token", "revoke", kept.Info.ID)
+	c.MustCLI("join-token", "revoke", kept.Info.ID)
 	later := createToken(t, c)
 	// On every manager, so that a lagging follower cannot pass the restore
 	// check below by still showing the old state.
@@ -525,7 +525,7 @@ func redact(tok string) string {
 func createToken(t *testing.T, c *Cluster, extra ...string) structs.JoinTokenCreateResponse {
 	t.Helper()
 	var resp structs.JoinTokenCreateResponse
-	args := append([]string{"token", "create", "--role", "worker"}, extra...)
+	args := append([]string{"join-token", "create", "--role", "worker"}, extra...)
 	if err := c.CLIJSON(&resp, args...); err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -542,7 +542,7 @@ func createToken(t *testing.T, c *Cluster, extra ...string) structs.JoinTokenCre
 func findToken(t *testing.T, c *Cluster, id string) *structs.JoinTokenPublic {
 	t.Helper()
 	var toks []structs.JoinTokenPublic
-	if err := c.CLIJSON(&toks, "token", "ls"); err != nil {
+	if err := c.CLIJSON(&toks, "join-token", "ls"); err != nil {
 		t.Fatalf("%v", err)
 	}
 	for i := range toks {
@@ -625,7 +625,7 @@ func readState(c *Cluster, h *Host) (clusterState, error) {
 		st.nodes[n.ID] = true
 	}
 	var toks []structs.JoinTokenPublic
-	if err := c.CLIJSONOn(h, &toks, "token", "ls"); err != nil {
+	if err := c.CLIJSONOn(h, &toks, "join-token", "ls"); err != nil {
 		return st, err
 	}
 	st.tokens = map[string]string{}

@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,6 +35,9 @@ type Bootstrap struct {
 	CACertPEM    []byte
 	// Dir is where the same secrets were written (mode 0600).
 	Dir string
+	// UnlockKey is the unseal key of an autolocked cluster, shown once and
+	// written nowhere.
+	UnlockKey string
 }
 
 // Bootstrap file names under <data-dir>/bootstrap.
@@ -73,8 +78,10 @@ func Init(cfg Config) (*Server, *Bootstrap, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := keyring.WriteKeyFile(UnsealKeyPath(cfg.DataDir), unsealKey); err != nil {
-		return nil, nil, err
+	if !cfg.Autolock {
+		if err := keyring.WriteKeyFile(UnsealKeyPath(cfg.DataDir), unsealKey); err != nil {
+			return nil, nil, err
+		}
 	}
 	key, err := pki.NewKey()
 	if err != nil {
@@ -145,7 +152,7 @@ func Init(cfg Config) (*Server, *Bootstrap, error) {
 		return nil, nil, err
 	}
 	req := &fsm.ClusterBootstrapRequest{
-		Cluster: structs.ClusterConfig{ClusterID: clusterID, CACertPEM: ca.CertPEM, CAKeySealed: caSealed, GossipKeysSealed: gossipSealed, CreatedAt: now},
+		Cluster: structs.ClusterConfig{ClusterID: clusterID, CACertPEM: ca.CertPEM, CAKeySealed: caSealed, GossipKeysSealed: gossipSealed, Autolock: cfg.Autolock, CreatedAt: now},
 		Node: structs.Node{
 			ID: nodeID, Name: cfg.Name, Role: structs.RoleManager, Address: cfg.Advertise,
 			APIPort: cfg.APIPort, RPCPort: cfg.RPCPort, SerfPort: cfg.SerfPort, Status: structs.NodeStatusReady,
@@ -165,6 +172,9 @@ func Init(cfg Config) (*Server, *Bootstrap, error) {
 		WorkerToken:  workerSecret,
 		ManagerToken: managerSecret,
 		Dir:          filepath.Join(cfg.DataDir, BootstrapDir),
+	}
+	if cfg.Autolock {
+		b.UnlockKey = EncodeUnlockKey(unsealKey)
 	}
 	if err := b.write(); err != nil {
 		s.Shutdown()
@@ -209,9 +219,9 @@ func Open(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	unsealKey, err := keyring.ReadKeyFile(UnsealKeyPath(cfg.DataDir))
+	unsealKey, err := loadUnsealKey(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("manager unseal key: %w", err)
+		return nil, err
 	}
 	if certs.Expired(time.Now()) {
 		return nil, fmt.Errorf("this manager's certificate expired at %s while it was offline; rejoin with `hive join --token <manager token>` and the same data dir to keep its node ID", certs.Leaf().NotAfter.UTC().Format(time.RFC3339))
@@ -242,8 +252,10 @@ func StartJoined(cfg Config, node *identity.Node, certs *identity.Certs, resp *s
 	if len(resp.UnsealKey) != keyring.KeySize {
 		return nil, fmt.Errorf("join: the leader sent no usable unseal key")
 	}
-	if err := keyring.WriteKeyFile(UnsealKeyPath(cfg.DataDir), resp.UnsealKey); err != nil {
-		return nil, err
+	if !resp.Autolock {
+		if err := keyring.WriteKeyFile(UnsealKeyPath(cfg.DataDir), resp.UnsealKey); err != nil {
+			return nil, err
+		}
 	}
 	s, err := newServer(cfg, node, certs, resp.UnsealKey, false, resp.GossipKeys)
 	if err != nil {
@@ -285,4 +297,48 @@ func (s *Server) startRenewer() {
 	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); r.Run(s.ctx) }()
+}
+
+// loadUnsealKey finds a resuming manager's unseal key: its keystore file,
+// else the unlock key file it was started with. With neither (an
+// autolocked cluster) the manager starts locked and waits for
+// `hive operator unlock`.
+func loadUnsealKey(cfg Config) ([]byte, error) {
+	key, err := keyring.ReadKeyFile(UnsealKeyPath(cfg.DataDir))
+	if err == nil {
+		return key, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("manager unseal key: %w", err)
+	}
+	if cfg.UnlockKeyFile == "" {
+		cfg.Logger.Warn("no unseal key on disk: this manager is locked; it serves no secrets and signs no certificates until `hive operator unlock`")
+		return nil, nil
+	}
+	raw, err := os.ReadFile(cfg.UnlockKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading unlock key file: %w", err)
+	}
+	return DecodeUnlockKey(strings.TrimSpace(string(raw)))
+}
+
+// unlockPrefix marks an unlock key, so a pasted one is recognised.
+const unlockPrefix = "HIVEUNLOCK1-"
+
+// EncodeUnlockKey renders an unseal key for an operator to keep.
+func EncodeUnlockKey(key []byte) string {
+	return unlockPrefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(key)
+}
+
+// DecodeUnlockKey parses an unlock key.
+func DecodeUnlockKey(s string) ([]byte, error) {
+	body, ok := strings.CutPrefix(strings.TrimSpace(s), unlockPrefix)
+	if !ok {
+		return nil, fmt.Errorf("an unlock key starts with %s", unlockPrefix)
+	}
+	key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(body)
+	if err != nil || len(key) != keyring.KeySize {
+		return nil, fmt.Errorf("the unlock key is malformed: it should be %s followed by %d base32 characters", unlockPrefix, base32.StdEncoding.WithPadding(base32.NoPadding).EncodedLen(keyring.KeySize))
+	}
+	return key, nil
 }

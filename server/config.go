@@ -46,6 +46,14 @@ type Config struct {
 	AuditPolicyFile string
 	AuditWebhook    string
 
+	// Autolock (at init) keeps the unseal key off every manager's disk:
+	// `hive init --autolock` prints it once as the unlock key, and a
+	// restarted manager serves no secrets and signs no certificates until
+	// it is given the key (`hive operator unlock`, or UnlockKeyFile at
+	// start, e.g. on a tmpfs).
+	Autolock      bool
+	UnlockKeyFile string
+
 	// RootKeyRotation is how often the leader rotates the secrets root
 	// key on its own (default 30 days; negative: never).
 	RootKeyRotation time.Duration

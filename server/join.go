@@ -126,7 +126,11 @@ func (s *Server) handleJoin(_ http.ResponseWriter, r *http.Request, c *caller) (
 		Managers: s.managerAddrs(),
 	}
 	if tok.Role == structs.RoleManager {
-		resp.UnsealKey = s.unsealKey
+		resp.UnsealKey = s.roots.unsealKey()
+		if resp.UnsealKey == nil {
+			return nil, errorf(http.StatusServiceUnavailable, "sealed", "%v", ErrKeyringSealed)
+		}
+		resp.Autolock = cluster.Autolock
 	}
 	s.logger.Info("node joined", "id", nodeID, "role", tok.Role, "address", ip, "token", tok.ID)
 	c.name, c.reason = nodeID, fmt.Sprintf("%s %q joined from %s with join token %s", tok.Role, req.Name, ip, tok.ID)
@@ -224,7 +228,11 @@ func (s *Server) handleGossipRotate(_ http.ResponseWriter, _ *http.Request, _ *c
 }
 
 func (s *Server) recordGossipKeys(clusterID string, keys [][]byte) error {
-	sealed, err := sealGossipKeys(s.unsealKey, clusterID, keys)
+	unseal := s.roots.unsealKey()
+	if unseal == nil {
+		return ErrKeyringSealed
+	}
+	sealed, err := sealGossipKeys(unseal, clusterID, keys)
 	if err != nil {
 		return err
 	}

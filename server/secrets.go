@@ -46,6 +46,13 @@ func (k *rootKeys) setUnseal(key []byte) {
 	k.keys = map[string][]byte{}
 }
 
+// unsealKey returns the unseal key, or nil while locked.
+func (k *rootKeys) unsealKey() []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.unseal
+}
+
 func (k *rootKeys) sealed() bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -713,4 +720,36 @@ func (s *Server) raiseEvent(now time.Time, typ, subject, msg string) {
 	if _, err := s.apply(fsm.EventType, &fsm.EventRequest{Event: structs.Event{Time: now, Type: typ, Subject: subject, Message: msg}}); err != nil {
 		s.logger.Warn("cannot record event", "type", typ, "error", err)
 	}
+}
+
+// handleUnlock gives this manager the unseal key of an autolocked cluster.
+// A wrong key is refused, counted and audited.
+func (s *Server) handleUnlock(_ http.ResponseWriter, r *http.Request, c *caller) (any, error) {
+	var req structs.UnlockRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if !s.roots.sealed() {
+		return &structs.KeyringStatus{Sealed: false}, nil
+	}
+	key, err := DecodeUnlockKey(req.Key)
+	if err != nil {
+		s.metrics.authFailures.WithLabelValues("unlock").Inc()
+		c.reason = "malformed unlock key"
+		return nil, badRequest("%v", err)
+	}
+	cl := s.fsm.State().Snapshot().Cluster(nil)
+	if cl == nil {
+		return nil, errorf(http.StatusServiceUnavailable, "not_ready", "this manager has not loaded the cluster state yet; retry shortly")
+	}
+	if _, err := keyring.Open(key, cl.CAKeySealed, caKeyAAD(cl.ClusterID)); err != nil {
+		s.metrics.authFailures.WithLabelValues("unlock").Inc()
+		c.reason = "wrong unlock key"
+		s.logger.Warn("wrong unlock key refused", "remote", r.RemoteAddr)
+		return nil, errorf(http.StatusForbidden, "wrong_key", "that is not this cluster's unlock key")
+	}
+	s.roots.setUnseal(key)
+	c.reason = "manager unlocked"
+	s.logger.Info("manager unlocked")
+	return &structs.KeyringStatus{Sealed: false}, nil
 }

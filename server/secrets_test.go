@@ -305,3 +305,73 @@ func TestSecretMaintenance(t *testing.T) {
 		}
 	}
 }
+
+// TestAutolock checks an autolocked cluster: no unseal key on disk; a
+// restarted manager refuses secret reads until unlocked; a wrong unlock
+// key is refused and counted; the right one restores service.
+func TestAutolock(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Autolock = true
+	s, boot, err := Init(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if boot.UnlockKey == "" {
+		t.Fatal("init --autolock printed no unlock key")
+	}
+	if _, err := os.Stat(UnsealKeyPath(cfg.DataDir)); !os.IsNotExist(err) {
+		t.Fatalf("autolocked manager wrote its unseal key to disk: %v", err)
+	}
+	c := newRawCaller(t, s.APIAddr(), boot.CACertPEM, nil, false)
+	admin := bearer(boot.AdminToken)
+	waitFor(t, 10*time.Second, "leader", func() error {
+		if !s.IsLeader() {
+			return fmt.Errorf("not leader")
+		}
+		return nil
+	})
+	if r := c.call(t, "POST", "/v1/secret/db?namespace=default", admin, mustJSON(t, structs.SecretRequest{Data: map[string]string{"pw": "autolocked-value"}})); r.status != http.StatusOK {
+		t.Fatal(r)
+	}
+	s.Shutdown()
+
+	s2, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s2.Shutdown)
+	c = newRawCaller(t, s2.APIAddr(), boot.CACertPEM, nil, false)
+	waitFor(t, 10*time.Second, "restarted manager leads", func() error {
+		if !s2.IsLeader() {
+			return fmt.Errorf("not leader")
+		}
+		return nil
+	})
+	r := c.call(t, "GET", "/v1/secret/db/value?namespace=default", admin, nil)
+	wantError(t, "secret read while locked", r, http.StatusServiceUnavailable, "sealed")
+	wrong := EncodeUnlockKey(make([]byte, 32))
+	r = c.call(t, "POST", "/v1/operator/unlock", admin, mustJSON(t, structs.UnlockRequest{Key: wrong}))
+	wantError(t, "wrong unlock key", r, http.StatusForbidden, "wrong_key")
+	r = c.call(t, "POST", "/v1/operator/unlock", admin, mustJSON(t, structs.UnlockRequest{Key: "nonsense"}))
+	wantError(t, "malformed unlock key", r, http.StatusBadRequest, "bad_request")
+	r = c.call(t, "GET", "/v1/metrics", admin, nil)
+	if !bytes.Contains(r.body, []byte(`hive_authentication_failures_total{method="unlock"} 2`)) {
+		t.Errorf("wrong unlock keys not counted")
+	}
+	if r := c.call(t, "POST", "/v1/operator/unlock", admin, mustJSON(t, structs.UnlockRequest{Key: boot.UnlockKey})); r.status != http.StatusOK {
+		t.Fatalf("unlock: %s", r)
+	}
+	got := decodeReply[structs.SecretValue](t, c.call(t, "GET", "/v1/secret/db/value?namespace=default", admin, nil))
+	if got.Data["pw"] != "autolocked-value" {
+		t.Errorf("after unlock: %v", got.Data)
+	}
+	raw, err := DecodeUnlockKey(boot.UnlockKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.auditLog.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	grepDir(t, cfg.DataDir, []byte(boot.UnlockKey))
+	grepDir(t, cfg.DataDir, raw)
+}

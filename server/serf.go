@@ -79,7 +79,11 @@ func (s *Server) gossipKeys() ([][]byte, error) {
 	if c == nil {
 		return nil, fmt.Errorf("cluster config not replicated yet")
 	}
-	plain, err := keyring.Open(s.unsealKey, c.GossipKeysSealed, gossipKeyAAD(c.ClusterID))
+	unseal := s.roots.unsealKey()
+	if unseal == nil {
+		return nil, ErrKeyringSealed
+	}
+	plain, err := keyring.Open(unseal, c.GossipKeysSealed, gossipKeyAAD(c.ClusterID))
 	if err != nil {
 		return nil, fmt.Errorf("unseal gossip keys: %w", err)
 	}

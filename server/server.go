@@ -49,8 +49,6 @@ type Server struct {
 	logger hclog.Logger
 	node   *identity.Node
 	certs  *identity.Certs
-	// unsealKey unwraps the CA key and the gossip keyring stored in Raft.
-	unsealKey []byte
 
 	fsm       *fsm.FSM
 	raft      *raft.Raft
@@ -102,7 +100,7 @@ type Server struct {
 func newServer(cfg Config, node *identity.Node, certs *identity.Certs, unsealKey []byte, bootstrap bool, gossipKeys [][]byte) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg: cfg, logger: cfg.Logger, node: node, certs: certs, unsealKey: unsealKey,
+		cfg: cfg, logger: cfg.Logger, node: node, certs: certs,
 		fsm:        fsm.New(cfg.Logger),
 		serfEvents: make(chan serf.Event, 256),
 		reconcileC: make(chan struct{}, 1),
@@ -317,7 +315,11 @@ func (s *Server) unsealCA() (*pki.CA, error) {
 	if s.ca != nil && s.caIndex == c.ModifyIndex {
 		return s.ca, nil
 	}
-	keyDER, err := keyring.Open(s.unsealKey, c.CAKeySealed, caKeyAAD(c.ClusterID))
+	unseal := s.roots.unsealKey()
+	if unseal == nil {
+		return nil, ErrKeyringSealed
+	}
+	keyDER, err := keyring.Open(unseal, c.CAKeySealed, caKeyAAD(c.ClusterID))
 	if err != nil {
 		return nil, fmt.Errorf("unseal CA key: %w", err)
 	}

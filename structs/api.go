@@ -39,8 +39,11 @@ type JoinResponse struct {
 	CACertPEM  string   `json:"ca_pem"`
 	GossipKeys [][]byte `json:"gossip_keys"` // primary first
 	// UnsealKey is sent only to managers, over the CA-pinned TLS session.
-	UnsealKey []byte      `json:"unseal_key,omitempty"`
-	Managers  []PeerAddrs `json:"managers"`
+	UnsealKey []byte `json:"unseal_key,omitempty"`
+	// Autolock tells a joining manager to keep the unseal key in memory
+	// only.
+	Autolock bool        `json:"autolock,omitempty"`
+	Managers []PeerAddrs `json:"managers"`
 }
 
 // PeerAddrs names a manager's endpoints.

@@ -217,3 +217,8 @@ type RootKeyInfo struct {
 	CreatedAt time.Time `json:"created_at"`
 	Versions  int       `json:"versions"` // secret versions it wraps
 }
+
+// UnlockRequest gives a locked manager the cluster's unlock key.
+type UnlockRequest struct {
+	Key string `json:"key"`
+}

@@ -188,7 +188,9 @@ type ClusterConfig struct {
 	CAKeySealed []byte
 	// GossipKeysSealed is the Serf keyring (primary first) sealed likewise.
 	GossipKeysSealed []byte
-	CreatedAt        time.Time
+	// Autolock: managers keep the unseal key in memory only.
+	Autolock  bool
+	CreatedAt time.Time
 
 	CreateIndex uint64
 	ModifyIndex uint64

@@ -124,7 +124,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "PUT /v1/operator/snapshot":
 		reply(200, struct{}{})
 	default:
-		if f.serveWorker(w, r, body, reply) || f.serveJobs(r, body, reply) {
+		if f.serveWorker(w, r, body, reply) || f.serveJobs(r, body, reply) || f.serveACL(r, body, reply) {
 			return
 		}
 		reply(404, structs.ErrorResponse{Error: "no route " + r.Method + " " + r.URL.Path, Code: "not_found"})
@@ -347,13 +347,13 @@ func TestArgValidation(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"token", "create", "--role", "x"}, `invalid role "x": use worker or manager`},
-		{[]string{"token", "create"}, "missing --role"},
-		{[]string{"token", "create", "--role", "worker", "--ttl", "soon"}, `invalid --ttl "soon"`},
-		{[]string{"token", "create", "--role", "worker", "--ttl", "-1h"}, `invalid --ttl "-1h"`},
-		{[]string{"token", "create", "--role", "worker", "--uses", "-1"}, "invalid --uses -1"},
-		{[]string{"token", "rotate", "admin"}, `invalid role "admin": use worker or manager`},
-		{[]string{"token", "rotate"}, "hive token rotate takes ROLE, got 0 argument(s)"},
+		{[]string{"join-token", "create", "--role", "x"}, `invalid role "x": use worker or manager`},
+		{[]string{"join-token", "create"}, "missing --role"},
+		{[]string{"join-token", "create", "--role", "worker", "--ttl", "soon"}, `invalid --ttl "soon"`},
+		{[]string{"join-token", "create", "--role", "worker", "--ttl", "-1h"}, `invalid --ttl "-1h"`},
+		{[]string{"join-token", "create", "--role", "worker", "--uses", "-1"}, "invalid --uses -1"},
+		{[]string{"join-token", "rotate", "admin"}, `invalid role "admin": use worker or manager`},
+		{[]string{"join-token", "rotate"}, "hive join-token rotate takes ROLE, got 0 argument(s)"},
 		{[]string{"node", "status"}, "hive node status takes ID, got 0"},
 		{[]string{"node", "status", "a", "b"}, "got 2 argument(s)"},
 		{[]string{"node", "remove", ""}, "ID must not be empty"},
@@ -377,9 +377,9 @@ func TestArgValidation(t *testing.T) {
 	}
 }
 
-func TestTokens(t *testing.T) {
+func TestJoinTokens(t *testing.T) {
 	f := env(t)
-	out, errs := mustRun(t, "token", "create", "--role", "worker", "--ttl", "90m", "--uses", "1", "--description", "rack 4")
+	out, errs := mustRun(t, "join-token", "create", "--role", "worker", "--ttl", "90m", "--uses", "1", "--description", "rack 4")
 	if out != "HIVE1-PIN-SECRET\n" {
 		t.Errorf("stdout = %q, want only the token", out)
 	}
@@ -395,13 +395,13 @@ func TestTokens(t *testing.T) {
 		t.Errorf("sent %+v, want %+v", sent, want)
 	}
 
-	out, _ = mustRun(t, "token", "create", "--role", "worker", "-o", "json")
+	out, _ = mustRun(t, "join-token", "create", "--role", "worker", "-o", "json")
 	var created structs.JoinTokenCreateResponse
 	if err := json.Unmarshal([]byte(out), &created); err != nil || !reflect.DeepEqual(created, fxCreated) {
 		t.Errorf("JSON %+v %v", created, err)
 	}
 
-	out, _ = mustRun(t, "token", "ls")
+	out, _ = mustRun(t, "join-token", "ls")
 	checkAligned(t, out, []string{"ID", "ROLE", "DEFAULT", "USES", "EXPIRES", "STATUS"})
 	want := [][]string{
 		{"tok1", "worker", "true", "3/unlimited", "never", "active"},
@@ -414,21 +414,21 @@ func TestTokens(t *testing.T) {
 			t.Errorf("row %d = %q, want %q", i, got, want[i])
 		}
 	}
-	out, _ = mustRun(t, "token", "ls", "-o", "json")
+	out, _ = mustRun(t, "join-token", "ls", "-o", "json")
 	var list []structs.JoinTokenPublic
 	if err := json.Unmarshal([]byte(out), &list); err != nil || !reflect.DeepEqual(list, fxTokens) {
 		t.Errorf("JSON %+v %v", list, err)
 	}
 
-	mustRun(t, "token", "revoke", "tok1")
+	mustRun(t, "join-token", "revoke", "tok1")
 	if req, _, _ := f.last(); req != "DELETE /v1/join-token/tok1" {
 		t.Errorf("revoke: %q", req)
 	}
-	out, errs = mustRun(t, "token", "rotate", "manager")
+	out, errs = mustRun(t, "join-token", "rotate", "manager")
 	if out != "HIVE1-NEW\n" || !strings.Contains(errs, "Old default token tok2 is revoked") {
 		t.Errorf("rotate: %q %q", out, errs)
 	}
-	out, _ = mustRun(t, "token", "rotate", "manager", "-o", "json")
+	out, _ = mustRun(t, "join-token", "rotate", "manager", "-o", "json")
 	if !strings.Contains(out, `"rotated": {`) {
 		t.Errorf("rotate JSON lacks rotated: %s", out)
 	}

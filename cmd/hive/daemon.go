@@ -266,7 +266,7 @@ func startJoined(ctx context.Context, f *daemonFlags, addr, token string, logger
 		}
 		logger.Warn("certificate expired; rejoining with the token", "node_id", existing.ID)
 	} else if token == "" {
-		return nil, errors.New("--token is required to join: use the worker or manager token from the first manager's bootstrap dir, or create one with `hive token create`")
+		return nil, errors.New("--token is required to join: use the worker or manager token from the first manager's bootstrap dir, or create one with `hive join-token create`")
 	}
 	jctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

@@ -28,11 +28,22 @@ func main() {
 // run executes the command line args and returns the exit code. Errors are
 // printed once, here, as "Error: ...".
 func run(args []string, stdout, stderr io.Writer) int {
+	return runWithInput(args, os.Stdin, stdout, stderr)
+}
+
+// runWithInput is run with standard input given, for the commands that
+// read it (passwords, apply -f -).
+func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCmd()
 	root.SetArgs(args)
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
+		var ec exitCode
+		if errors.As(err, &ec) {
+			return int(ec)
+		}
 		fmt.Fprintf(stderr, "Error: %v\n", err)
 		if h := errorHint(err); h != "" {
 			fmt.Fprintf(stderr, "Hint: %s\n", h)
@@ -42,6 +53,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// exitCode ends a command with that exit status and no "Error:" line: the
+// command has already said what happened, as `hive auth can-i` does with
+// "no" and `hive audit verify` with "BROKEN: ...".
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
 // errorHint suggests a fix for API answers whose message may not say how.
 func errorHint(err error) string {
 	var ae *api.Error
@@ -50,13 +68,13 @@ func errorHint(err error) string {
 	}
 	if ae.Code == "invalid_token" {
 		// Join answers: the join token, not HIVE_TOKEN, was refused.
-		return "ask an admin for a valid join token (`hive token create --role worker|manager`)"
+		return "ask an admin for a valid join token (`hive join-token create --role worker|manager`)"
 	}
 	switch ae.StatusCode {
 	case http.StatusUnauthorized:
-		return "pass an API token with --token or HIVE_TOKEN"
+		return "log in with `hive login`, or pass an API token with --token or HIVE_TOKEN"
 	case http.StatusForbidden:
-		return "the token in --token or HIVE_TOKEN lacks the permission this command needs"
+		return "the token in use (--token, HIVE_TOKEN or `hive login`) lacks the permission this command needs; `hive auth can-i --list` shows what it may do"
 	}
 	return ""
 }

@@ -20,10 +20,21 @@ type globals struct {
 // client builds an API client from the CLI config file, overridden by the
 // environment, overridden by flags.
 func (g *globals) client() (*api.Client, error) {
+	cfg, _, err := g.config()
+	if err != nil {
+		return nil, err
+	}
+	return api.NewClient(cfg)
+}
+
+// config resolves the client settings (file < environment < flags) and
+// also returns the config file's own keys, for the commands that rewrite
+// it (login, logout).
+func (g *globals) config() (*api.Config, map[string]string, error) {
 	cfg := api.DefaultConfig()
 	file, err := readCLIConfig(configPath())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if os.Getenv(api.EnvAddress) == "" && file[configAddress] != "" {
 		cfg.Address = file[configAddress]
@@ -43,7 +54,7 @@ func (g *globals) client() (*api.Client, error) {
 	if g.caCert != "" {
 		cfg.CACertFile = g.caCert
 	}
-	return api.NewClient(cfg)
+	return cfg, file, nil
 }
 
 const rootLong = `Hive is a secure cluster manager: one binary that runs as a manager (Raft
@@ -65,7 +76,8 @@ variables, which the global flags override:
 
 Lowest in priority is the config file ~/.hive/config (HIVE_CONFIG names
 another), "key=value" lines with the keys address, token and ca_cert;
-` + "`hive dev`" + ` writes it.
+` + "`hive dev`" + ` writes it, ` + "`hive login`" + ` saves its session token in it and
+` + "`hive logout`" + ` takes it out again.
 
 Read commands print an aligned table, or the API objects as JSON with -o json.`
 
@@ -94,9 +106,22 @@ func newRootCmd() *cobra.Command {
 		newImageCmd(g),
 		newOperatorCmd(g),
 		newNamespaceCmd(g),
-		newTokenCmd(g),
+		newJoinTokenCmd(g),
 		newEventCmd(g),
 		newStatusCmd(g),
+		newLoginCmd(g),
+		newLogoutCmd(g),
+		newWhoAmICmd(g),
+		newTokenCmd(g),
+		newUserCmd(g),
+		newGroupCmd(g),
+		newRoleCmd(g),
+		newBindingCmd(g),
+		newApplyCmd(g),
+		newServiceAccountCmd(g),
+		newAuthCmd(g),
+		newAuditCmd(),
+		newSecretExecCmd(),
 	)
 	return root
 }

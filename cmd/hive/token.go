@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,199 +14,182 @@ import (
 func newTokenCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
-		Short: "Manage join tokens, which let nodes join the cluster",
-		Long: `Join tokens let nodes join the cluster as a worker or a manager. A token
-pins the cluster CA, so a joining node can tell the real cluster from an
-impostor. Its secret is shown once, when it is created; only its hash is kept.`,
+		Short: "Create, list and revoke API tokens",
+		Long: `API tokens authenticate people and scripts to the API (--token, HIVE_TOKEN or
+the CLI config). A token created here acts as its creator, or, with --role,
+holds only that role (globally or in one namespace), which its creator must
+hold too. Sessions from ` + "`hive login`" + ` and service account tokens from
+` + "`hive sa token`" + ` are listed here as well.
+
+A token's secret is shown once, when it is created; the server keeps only its
+hash and refers to it by its accessor ID.
+
+Join tokens, which let nodes join the cluster, are managed with
+` + "`hive join-token`" + `.`,
 	}
-	cmd.AddCommand(newTokenCreateCmd(g), newTokenListCmd(g), newTokenRevokeCmd(g), newTokenRotateCmd(g))
+	cmd.AddCommand(newTokenCreateCmd(g), newTokenListCmd(g), newTokenRevokeCmd(g))
 	return cmd
 }
 
-func parseRole(s string) (structs.Role, error) {
-	r := structs.Role(s)
-	if !r.Valid() {
-		return "", fmt.Errorf("invalid role %q: use %s or %s", s, structs.RoleWorker, structs.RoleManager)
+// parseTTL checks a --ttl value. An empty value and "0" mean "none": the
+// result is "", which the API reads as no expiry.
+func parseTTL(flag, s string) (string, error) {
+	if s == "" || s == "0" {
+		return "", nil
 	}
-	return r, nil
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return "", fmt.Errorf("invalid %s %q: use a positive duration such as 30m, 24h or 720h, or 0 for no expiry", flag, s)
+	}
+	if d == 0 {
+		return "", nil
+	}
+	return d.String(), nil
+}
+
+// namespaceScopeFlag adds -n for commands where no namespace means
+// "global", unlike the job commands' -n, which defaults to "default".
+func namespaceScopeFlag(cmd *cobra.Command, usage string) *string {
+	s := new(string)
+	cmd.Flags().StringVarP(s, "namespace", "n", "", usage)
+	return s
 }
 
 func newTokenCreateCmd(g *globals) *cobra.Command {
-	var (
-		role, ttl, desc string
-		uses            int
-	)
+	var name, ttl, role string
 	cmd := &cobra.Command{
-		Use:   "create --role worker|manager",
-		Short: "Create a join token (its secret is printed once)",
-		Long: `Create a join token. The token alone goes to standard output, so that
-TOKEN=$(hive token create --role worker) works; details and a reminder that
-it is shown only once go to standard error. -o json prints the API answer.`,
+		Use:   "create [--name NAME] [--ttl 24h] [--role ROLE [-n NS]]",
+		Short: "Create an API token (its secret is printed once)",
+		Long: `Create an API token. Without --role it acts as you (with all your bindings);
+with --role it holds only that role, globally or, with -n, in one namespace.
+You must hold whatever the role grants there yourself.
+
+The token expires after --ttl (24h by default; 0 for never). The secret alone
+goes to standard output, so that TOKEN=$(hive token create ...) works;
+details and a reminder that it is shown only once go to standard error.
+-o json prints the API answer, secret included.`,
+		Example: `  hive token create --name ci-deploy --role deployer -n web --ttl 720h > deploy.token
+  HIVE_TOKEN=$(cat deploy.token) hive job status -n web`,
 		Args: exactArgs(),
 	}
 	out := outputFlag(cmd)
+	ns := namespaceScopeFlag(cmd, "confine --role to this namespace (default: global)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := checkOutput(*out); err != nil {
 			return err
 		}
-		if role == "" {
-			return fmt.Errorf("missing --role: use --role %s or --role %s", structs.RoleWorker, structs.RoleManager)
-		}
-		r, err := parseRole(role)
+		t, err := parseTTL("--ttl", ttl)
 		if err != nil {
 			return err
 		}
-		req := structs.JoinTokenCreateRequest{Role: r, MaxUses: uses, Description: desc}
-		if ttl != "" {
-			d, err := time.ParseDuration(ttl)
-			if err != nil || d <= 0 {
-				return fmt.Errorf("invalid --ttl %q: use a positive duration such as 30m, 1h or 72h", ttl)
-			}
-			req.TTL = d.String()
+		req := structs.TokenCreateRequest{Name: name, TTL: t, Role: role, Namespace: *ns}
+		if role == "" && *ns != "" {
+			return fmt.Errorf("-n %s needs --role: a token without a role acts as you everywhere; give the role it should hold in %s", *ns, *ns)
 		}
-		if uses < 0 {
-			return fmt.Errorf("invalid --uses %d: use a positive number, or 0 for unlimited", uses)
+		if role != "" {
+			if err := structs.ValidateACLName("role", role); err != nil {
+				return err
+			}
+		}
+		if *ns != "" {
+			if err := structs.ValidateName("namespace", *ns); err != nil {
+				return err
+			}
 		}
 		c, err := g.client()
 		if err != nil {
 			return err
 		}
-		resp, err := c.JoinTokens().Create(req)
+		tok, err := c.ACL().Tokens().Create(req)
 		if err != nil {
-			return fmt.Errorf("creating %s join token: %w", r, err)
+			if role == string(structs.RoleWorker) || role == string(structs.RoleManager) {
+				return fmt.Errorf("creating API token: %w (join tokens for nodes are created with `hive join-token create --role %s`)", err, role)
+			}
+			return fmt.Errorf("creating API token: %w", err)
 		}
 		if *out == "json" {
-			err = printJSON(cmd.OutOrStdout(), resp)
+			err = printJSON(cmd.OutOrStdout(), tok)
 		} else {
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), resp.Token)
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), tok.Secret)
 		}
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "Created %s join token %s (expires: %s, uses: %s).\n",
-			resp.Info.Role, resp.Info.ID, fmtExpiry(resp.Info.ExpiresAt), fmtUses(resp.Info))
-		warnShownOnce(cmd.ErrOrStderr())
+		printTokenCreated(cmd.ErrOrStderr(), "API token", tok.Token)
 		return nil
 	}
 	f := cmd.Flags()
-	f.StringVar(&role, "role", "", "role of the nodes that join with it: worker or manager (required)")
-	f.StringVar(&ttl, "ttl", "", "lifetime, such as 1h or 72h (default: the server's)")
-	f.IntVar(&uses, "uses", 0, "how many nodes may join with it (0: unlimited)")
-	f.StringVar(&desc, "description", "", "what the token is for")
+	f.StringVar(&name, "name", "", "what the token is for, shown in listings")
+	f.StringVar(&ttl, "ttl", "24h", "lifetime, such as 1h or 720h; 0 for no expiry")
+	f.StringVar(&role, "role", "", "hold only this role instead of acting as you")
 	return cmd
 }
 
-func warnShownOnce(w io.Writer) {
-	fmt.Fprintln(w, "Warning: the token is shown only this once; store it securely now. Anyone who has it can join a node to the cluster.")
+// printTokenCreated describes a new token on w (standard error) and warns
+// that its secret is not shown again.
+func printTokenCreated(w io.Writer, what string, t structs.TokenInfo) {
+	// A token limited to a role has no subject of its own: it acts only
+	// with the role.
+	holder, power := "for "+orDash(t.Subject), "act as "+orDash(t.Subject)
+	if t.Role != "" {
+		holder, power = "holding role "+tokenRole(t), "do what role "+tokenRole(t)+" allows"
+		if t.Subject != "" {
+			holder = "for " + t.Subject + ", " + holder
+		}
+	}
+	fmt.Fprintf(w, "Created %s %s %s (expires: %s).\n", what, t.AccessorID, holder, fmtExpiry(t.ExpiresAt))
+	fmt.Fprintf(w, "Warning: the secret is shown only this once; store it securely now. Anyone who has it can %s.\n", power)
 }
 
-func fmtExpiry(t time.Time) string {
-	if t.IsZero() {
-		return "never"
+// tokenRole prints a token's role as "role" or "role in ns".
+func tokenRole(t structs.TokenInfo) string {
+	if t.Role == "" || t.Namespace == "" {
+		return t.Role
 	}
-	return fmtTime(t)
-}
-
-func fmtUses(t structs.JoinTokenPublic) string {
-	if t.MaxUses > 0 {
-		return fmt.Sprintf("%d/%d", t.Uses, t.MaxUses)
-	}
-	return strconv.Itoa(t.Uses) + "/unlimited"
-}
-
-// tokenStatus says whether t can still be used at now.
-func tokenStatus(t structs.JoinTokenPublic, now time.Time) string {
-	switch {
-	case t.Revoked:
-		return "revoked"
-	case !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt):
-		return "expired"
-	case t.MaxUses > 0 && t.Uses >= t.MaxUses:
-		return "used up"
-	}
-	return "active"
+	return t.Role + " in " + t.Namespace
 }
 
 func newTokenListCmd(g *globals) *cobra.Command {
-	return listCmd(g, "List join tokens (without their secrets)", "join tokens",
-		func(c *api.Client) ([]structs.JoinTokenPublic, error) {
-			list, _, err := c.JoinTokens().List(nil)
+	var subject string
+	cmd := listCmd(g, "List API tokens (without their secrets)", "API tokens",
+		func(c *api.Client) ([]structs.TokenInfo, error) {
+			list, _, err := c.ACL().Tokens().List(subject, nil)
 			return list, err
 		},
-		func(w io.Writer, list []structs.JoinTokenPublic) error {
-			now := time.Now()
-			t := newTable(w, "ID", "ROLE", "DEFAULT", "USES", "EXPIRES", "STATUS")
+		func(w io.Writer, list []structs.TokenInfo) error {
+			t := newTable(w, "ACCESSOR", "NAME", "KIND", "SUBJECT", "ROLE", "NAMESPACE", "CREATED", "EXPIRES")
 			for _, tok := range list {
-				t.row(tok.ID, tok.Role, tok.Default, fmtUses(tok), fmtExpiry(tok.ExpiresAt), tokenStatus(tok, now))
+				t.row(tok.AccessorID, orDash(tok.Name), tok.Kind, orDash(tok.Subject), orDash(tok.Role), orDash(tok.Namespace), fmtTime(tok.CreatedAt), fmtExpiry(tok.ExpiresAt))
 			}
 			return t.flush()
 		})
+	cmd.Long = `List API tokens: sessions, tokens made with ` + "`hive token create`" + ` and service
+account tokens, by accessor ID. Secrets are never shown. --subject keeps the
+tokens of one subject ("user:alice", "sa:web/ci").`
+	cmd.Example = `  hive token ls
+  hive token ls --subject user:alice -o json`
+	cmd.Flags().StringVar(&subject, "subject", "", "only the tokens of this subject, such as user:alice")
+	return cmd
 }
 
 func newTokenRevokeCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "revoke ID",
-		Short: "Revoke a join token; nodes that joined with it stay",
-		Args:  exactArgs("ID"),
+		Use:   "revoke ACCESSOR",
+		Short: "Revoke an API token by its accessor ID",
+		Long: `Revoke an API token. It stops working at once, on every manager. Find the
+accessor ID with ` + "`hive token ls`" + `.`,
+		Example: `  hive token revoke 0b6e2c4d-8f1a-4c3e-9d2b-7a5f6e8c9d01`,
+		Args:    exactArgs("ACCESSOR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			if err := c.JoinTokens().Revoke(args[0]); err != nil {
-				return fmt.Errorf("revoking join token %s: %w", args[0], err)
+			if err := c.ACL().Tokens().Revoke(args[0]); err != nil {
+				return fmt.Errorf("revoking API token %s: %w", args[0], err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Revoked join token %s\n", args[0])
+			fmt.Fprintf(cmd.OutOrStdout(), "Revoked API token %s\n", args[0])
 			return nil
 		},
 	}
-}
-
-func newTokenRotateCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "rotate worker|manager",
-		Short: "Replace the default join token of a role",
-		Long: `Replace the default join token of a role with a new one. The new token goes
-to standard output; -o json prints the API answer, whose "rotated" field is
-the token that was replaced.`,
-		Args: exactArgs("ROLE"),
-	}
-	out := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		r, err := parseRole(args[0])
-		if err != nil {
-			return err
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		resp, err := c.JoinTokens().Rotate(r)
-		if err != nil {
-			return fmt.Errorf("rotating the %s join token: %w", r, err)
-		}
-		if *out == "json" {
-			err = printJSON(cmd.OutOrStdout(), resp)
-		} else {
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), resp.Token)
-		}
-		if err != nil {
-			return err
-		}
-		ew := cmd.ErrOrStderr()
-		fmt.Fprintf(ew, "New default %s join token %s.\n", r, resp.Info.ID)
-		if old := resp.Old; old != nil {
-			state := "no longer the default"
-			if old.Revoked {
-				state = "revoked"
-			}
-			fmt.Fprintf(ew, "Old default token %s is %s.\n", old.ID, state)
-		}
-		warnShownOnce(ew)
-		return nil
-	}
-	return cmd
 }
