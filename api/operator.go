@@ -8,8 +8,8 @@ import (
 	"github.com/hivesec/hive/structs"
 )
 
-// Operator holds the cluster operator endpoints: Raft, gossip keys and
-// snapshots.
+// Operator holds the cluster operator endpoints: Raft, gossip keys,
+// snapshots and the secrets keyring.
 type Operator struct{ c *Client }
 
 // Operator returns the operator endpoints.
@@ -55,4 +55,39 @@ func (o *Operator) SnapshotRestore(r io.Reader) error {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 	return nil
+}
+
+// KeyringStatus returns the secrets keyring as the addressed manager sees
+// it: its root keys, how many secret versions still wait to be re-wrapped,
+// and whether this manager is locked (autolock: it has no unseal key yet).
+func (o *Operator) KeyringStatus() (*structs.KeyringStatus, error) {
+	var out structs.KeyringStatus
+	if _, err := o.c.query("/v1/operator/keyring", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// KeyringRotate makes a new active root key; the leader re-wraps every
+// secret version's data key under it in the background.
+func (o *Operator) KeyringRotate() (*structs.KeyringStatus, error) {
+	var out structs.KeyringStatus
+	if err := o.c.write(http.MethodPost, "/v1/operator/keyring/rotate", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Unlock gives the addressed manager (and only it: every manager of an
+// autolocked cluster is unlocked on its own) the cluster's unlock key. A
+// wrong key is refused with 403 and code "wrong_key".
+func (o *Operator) Unlock(key string) (*structs.KeyringStatus, error) {
+	if err := checkID("unlock key", key); err != nil {
+		return nil, err
+	}
+	var out structs.KeyringStatus
+	if err := o.c.write(http.MethodPost, "/v1/operator/unlock", &structs.UnlockRequest{Key: key}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

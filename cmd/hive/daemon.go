@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
+	"github.com/hivesec/hive/audit"
 	"github.com/hivesec/hive/client"
 	"github.com/hivesec/hive/client/driver"
 	"github.com/hivesec/hive/identity"
@@ -42,6 +45,67 @@ type daemonFlags struct {
 	labels            []string
 	containerdAddress string
 	allocDir          string
+
+	// Managers: audit and secrets.
+	managerFlags
+	unlockKeyFile string
+
+	// init only.
+	autolock   bool
+	resetAdmin bool
+}
+
+// managerFlags are the manager settings init, join and dev share.
+type managerFlags struct {
+	auditPolicy     string
+	auditWebhook    string
+	rootKeyRotation time.Duration
+}
+
+// register adds the flags; suffix ends their help (" (managers)" where
+// the command may also run a worker).
+func (m *managerFlags) register(cmd *cobra.Command, suffix string) {
+	fl := cmd.Flags()
+	fl.StringVar(&m.auditPolicy, "audit-policy", "", "HCL audit policy file saying which requests are recorded at which level (default: every request, metadata only)"+suffix)
+	fl.StringVar(&m.auditWebhook, "audit-webhook", "", "also send every audit entry to this http(s) URL"+suffix)
+	fl.DurationVar(&m.rootKeyRotation, "root-key-rotation", server.DefaultRootKeyRotation, "how often the leader replaces the secrets root key (0: never)"+suffix)
+}
+
+// check validates the flags, reading the audit policy now so a mistake in
+// it stops the command before anything is created.
+func (m *managerFlags) check() error {
+	if m.auditPolicy != "" {
+		src, err := os.ReadFile(m.auditPolicy)
+		if err != nil {
+			return fmt.Errorf("--audit-policy: %w", err)
+		}
+		if _, err := audit.ParsePolicy(m.auditPolicy, src); err != nil {
+			return fmt.Errorf("--audit-policy: %w", err)
+		}
+	}
+	if m.auditWebhook != "" {
+		u, err := url.Parse(m.auditWebhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			shown := "(unparsable)"
+			if err == nil {
+				shown = u.Redacted() // it may carry credentials
+			}
+			return fmt.Errorf("invalid --audit-webhook %s: use an http:// or https:// URL, such as https://siem.example.com/hive", shown)
+		}
+	}
+	if m.rootKeyRotation < 0 || m.rootKeyRotation > 0 && m.rootKeyRotation < time.Minute {
+		return fmt.Errorf("invalid --root-key-rotation %s: use at least 1m, such as 720h, or 0 for never", m.rootKeyRotation)
+	}
+	return nil
+}
+
+// apply sets the flags in a manager's config.
+func (m *managerFlags) apply(cfg *server.Config) {
+	cfg.AuditPolicyFile, cfg.AuditWebhook = m.auditPolicy, m.auditWebhook
+	cfg.RootKeyRotation = m.rootKeyRotation
+	if m.rootKeyRotation == 0 {
+		cfg.RootKeyRotation = -1 // the server reads 0 as its default
+	}
 }
 
 func (f *daemonFlags) register(cmd *cobra.Command) {
@@ -58,6 +122,15 @@ func (f *daemonFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.certLifetime, "cert-lifetime", server.DefaultCertLifetime, "lifetime of node certificates this manager signs")
 	fl.DurationVar(&f.heartbeatTTL, "heartbeat-ttl", server.DefaultHeartbeatTTL, "a worker that misses heartbeats this long is unknown (managers)")
 	fl.DurationVar(&f.downGrace, "down-grace", server.DefaultDownGrace, "an unknown worker is down, and its allocations lost, after this much longer (managers)")
+	fl.StringVar(&f.unlockKeyFile, "unlock-key-file", "", "file holding the unlock key of an autolocked cluster, read at start so the manager starts unlocked; keep it off the data dir's disk, e.g. on a tmpfs (managers)")
+	f.managerFlags.register(cmd, " (managers)")
+}
+
+// registerInit adds the flags only init has.
+func (f *daemonFlags) registerInit(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.BoolVar(&f.autolock, "autolock", false, "keep the unseal key on no manager's disk: print it once as the unlock key, which every manager needs after a restart (hive operator unlock)")
+	fl.BoolVar(&f.resetAdmin, "reset-admin", false, "start nothing: ask the manager running with --data-dir on this host to revoke every admin token and issue a new one (needs root, or the user the manager runs as)")
 }
 
 // registerWorker adds the flags only a worker uses.
@@ -91,7 +164,7 @@ func (f *daemonFlags) check() error {
 	if _, err := parseLabels(f.labels); err != nil {
 		return err
 	}
-	return nil
+	return f.managerFlags.check()
 }
 
 // parseLabels turns repeated --label KEY=VALUE flags into a map.
@@ -121,11 +194,14 @@ func (f *daemonFlags) logger(w io.Writer) hclog.Logger {
 }
 
 func (f *daemonFlags) serverConfig(logger hclog.Logger) server.Config {
-	return server.Config{
+	cfg := server.Config{
 		DataDir: f.dataDir, Advertise: f.advertise, BindAddr: f.bind, Name: f.name,
 		APIPort: f.apiPort, RPCPort: f.rpcPort, SerfPort: f.serfPort,
 		CertLifetime: f.certLifetime, HeartbeatTTL: f.heartbeatTTL, DownGrace: f.downGrace, Logger: logger,
+		Autolock: f.autolock, UnlockKeyFile: f.unlockKeyFile,
 	}
+	f.managerFlags.apply(&cfg)
+	return cfg
 }
 
 // clientConfig is the worker's config. RPCPort is the worker's own mTLS
@@ -153,14 +229,36 @@ tokens once and writes them (mode 0600) to DIR/bootstrap/, next to the CA
 certificate DIR/bootstrap/ca.pem that CLI users point HIVE_CACERT at.
 
 Running init again with the same data dir resumes the node: no new cluster,
-no new node ID. The process runs in the foreground until SIGINT or SIGTERM.`,
+no new node ID. The process runs in the foreground until SIGINT or SIGTERM.
+
+With --autolock the unseal key, which wraps the CA key and the secrets root
+keys, is written to no disk. init prints it once as the unlock key, and
+every manager that restarts stays locked (no secrets served, no
+certificates signed) until it gets the key from ` + "`hive operator unlock`" + `
+or from --unlock-key-file at start. Autolock is decided when the cluster is
+created.
+
+hive init --reset-admin --data-dir DIR starts nothing: it asks the manager
+running with that data dir on this host, through its local socket
+DIR/admin.sock (mode 0600: root or the manager's user only), to revoke every
+admin token and issue a new one, which it prints alone on standard output.
+It is the way back in when every admin credential is lost.`,
 		Example: `  hive init --data-dir /var/lib/hive --advertise 198.18.0.10
   export HIVE_ADDR=https://198.18.0.10:7400
   export HIVE_CACERT=/var/lib/hive/bootstrap/ca.pem
   export HIVE_TOKEN=$(cat /var/lib/hive/bootstrap/admin.token)
-  hive node ls`,
+  hive node ls
+
+  hive init --data-dir /var/lib/hive --advertise 198.18.0.10 --autolock \
+      --audit-policy /etc/hive/audit.hcl --root-key-rotation 720h
+  hive init --data-dir /var/lib/hive --advertise 198.18.0.10 --unlock-key-file /run/hive/unlock.key
+
+  sudo hive init --reset-admin --data-dir /var/lib/hive > admin.token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.resetAdmin {
+				return runResetAdmin(cmd, f.dataDir)
+			}
 			if err := f.check(); err != nil {
 				return err
 			}
@@ -171,14 +269,85 @@ no new node ID. The process runs in the foreground until SIGINT or SIGTERM.`,
 			}
 			if boot != nil {
 				printBootstrap(cmd.OutOrStdout(), boot, f.advertise, f.apiPort)
+				if boot.UnlockKey != "" {
+					printUnlockKey(cmd.OutOrStdout(), cmd.ErrOrStderr(), boot.UnlockKey)
+				}
 			} else {
 				logger.Info("resumed manager", "node_id", s.NodeID())
+				if f.autolock {
+					logger.Warn("--autolock only applies when init creates a cluster; this data dir holds one, whose autolock setting was fixed then")
+				}
 			}
 			return runUntilSignal(logger, s.Done(), s.Shutdown)
 		},
 	}
 	f.register(cmd)
+	f.registerInit(cmd)
 	return cmd
+}
+
+// printUnlockKey shows an autolocked cluster's unlock key, the one time it
+// exists outside the managers' memory.
+func printUnlockKey(stdout, stderr io.Writer, key string) {
+	fmt.Fprintf(stdout, "\nUnlock key (autolock): %s\n", key)
+	fmt.Fprint(stderr, `
+Warning: the unlock key is shown only this once and is written to no file.
+Every manager of this cluster that restarts stays locked (it serves no
+secrets and signs no certificates) until it is given this key with
+`+"`hive operator unlock`"+` or --unlock-key-file. Store it safely now, apart from
+the managers' disks: if it is lost, a restarted manager can never be
+unlocked, and once every manager has restarted the cluster's secrets and CA
+key are gone for good.
+`)
+}
+
+// resetAdminTimeout bounds --reset-admin: the manager asks the leader.
+const resetAdminTimeout = time.Minute
+
+// runResetAdmin is `hive init --reset-admin --data-dir DIR`: it talks to
+// the running manager's local admin socket and starts nothing.
+func runResetAdmin(cmd *cobra.Command, dataDir string) error {
+	// Any daemon flag given with it suggests a mix-up with starting a
+	// manager; the global API flags play no part and are let pass.
+	set := cmd.Flags().NFlag()
+	for _, name := range []string{"reset-admin", "data-dir", "address", "token", "ca-cert"} {
+		if cmd.Flags().Changed(name) {
+			set--
+		}
+	}
+	if set > 0 {
+		return errors.New("--reset-admin starts nothing and takes only --data-dir: drop the other flags")
+	}
+	if dataDir == "" {
+		return errors.New("--reset-admin needs --data-dir: the data dir of a manager running on this host")
+	}
+	if _, err := os.Stat(dataDir); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("--reset-admin: there is no data dir %s; give the --data-dir of a manager running on this host", dataDir)
+	}
+	sock := server.AdminSocketPath(dataDir)
+	if _, err := os.Stat(sock); errors.Is(err, os.ErrNotExist) {
+		msg := fmt.Sprintf("--reset-admin: no manager is running with data dir %s (there is no admin socket %s); start the manager with that --data-dir, then run --reset-admin again on the same host", dataDir, sock)
+		if _, err := os.Stat(server.AdminSocketPath(filepath.Join(dataDir, "manager"))); err == nil {
+			msg += fmt.Sprintf("; for `hive dev` the manager's data dir is %s", filepath.Join(dataDir, "manager"))
+		}
+		return errors.New(msg)
+	}
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, resetAdminTimeout)
+	defer cancel()
+	resp, err := server.ResetAdmin(ctx, dataDir)
+	if err != nil {
+		return fmt.Errorf("--reset-admin: %w", err)
+	}
+	if _, err := fmt.Fprintln(cmd.OutOrStdout(), resp.Secret); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "Revoked %d admin token(s), including the bootstrap token in %s if it was still valid.\n", resp.Revoked, filepath.Join(dataDir, server.BootstrapDir, server.AdminTokenFile))
+	fmt.Fprintln(cmd.ErrOrStderr(), "Warning: the new admin token is shown only this once; store it securely now. It is a management token: it may do anything.")
+	return nil
 }
 
 func printBootstrap(w io.Writer, b *server.Bootstrap, advertise string, apiPort int) {
@@ -220,7 +389,11 @@ keeps its ID).
 A worker runs its allocations through containerd at --containerd-address; if
 nothing answers there and the containerd binary is installed, it starts its
 own containerd under the data dir and stops it on exit. --rpc-port is then
-the worker's own mTLS endpoint, which managers call for logs and images.`,
+the worker's own mTLS endpoint, which managers call for logs and images.
+
+A manager joining an autolocked cluster gets the unseal key from the leader
+and keeps it in memory only: after a restart it is locked until
+` + "`hive operator unlock`" + `, or until it reads --unlock-key-file at start.`,
 		Example: `  hive join 198.18.0.10 --token "$(cat worker.token)" --data-dir /var/lib/hive --advertise 198.18.0.11 \
       --label zone=a --containerd-address /run/containerd/containerd.sock`,
 		Args: cobra.ExactArgs(1),

@@ -44,6 +44,7 @@ type devFlags struct {
 	example           bool
 	logLevel          string
 	containerdAddress string
+	manager           managerFlags
 }
 
 func newDevCmd() *cobra.Command {
@@ -62,7 +63,8 @@ answers (it needs the containerd and runc packages).
 dev prints the admin token and writes ~/.hive/config (mode 0600) so the CLI
 works at once. --example also builds a busybox image from the host's
 /bin/busybox (Debian's busybox-static), imports it and runs an allocation
-that prints "hello from hive" every few seconds.
+that prints "hello from hive" every few seconds. --audit-policy,
+--audit-webhook and --root-key-rotation set up the manager as for hive init.
 
 SIGINT or SIGTERM stops the allocations (with a temporary data dir), the
 worker, its containerd and the manager, and removes the temporary data dir
@@ -78,6 +80,7 @@ and the config file it wrote.`,
 	fl.BoolVar(&f.example, "example", false, "import a busybox test image and run an example allocation")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fl.StringVar(&f.containerdAddress, "containerd-address", driver.DefaultAddress, "containerd socket; if none answers the worker starts its own")
+	f.manager.register(cmd, "")
 	return cmd
 }
 
@@ -98,6 +101,9 @@ type devCluster struct {
 func runDev(cmd *cobra.Command, f *devFlags) error {
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return fmt.Errorf("invalid --log-level %q: use trace, debug, info, warn or error", f.logLevel)
+	}
+	if err := f.manager.check(); err != nil {
+		return err
 	}
 	if err := checkDevPorts(); err != nil {
 		return err
@@ -128,7 +134,7 @@ func runDev(cmd *cobra.Command, f *devFlags) error {
 	d.mgrDir, d.wDir = filepath.Join(d.dir, "manager"), filepath.Join(d.dir, "worker")
 	defer d.stop()
 
-	if err := d.startManager(); err != nil {
+	if err := d.startManager(f.manager); err != nil {
 		return err
 	}
 	if err := d.startWorker(ctx, f.containerdAddress); err != nil {
@@ -187,12 +193,13 @@ func checkDevPorts() error {
 	return nil
 }
 
-func (d *devCluster) startManager() error {
+func (d *devCluster) startManager(m managerFlags) error {
 	cfg := server.Config{
 		DataDir: d.mgrDir, Advertise: devAddr, Name: "dev-manager",
 		APIPort: structs.DefaultAPIPort, RPCPort: structs.DefaultRPCPort, SerfPort: structs.DefaultSerfPort,
 		Logger: d.logger.Named("manager"),
 	}
+	m.apply(&cfg)
 	_, err := identity.Load(d.mgrDir)
 	switch {
 	case err == nil:

@@ -66,9 +66,15 @@ func errorHint(err error) string {
 	if !errors.As(err, &ae) {
 		return ""
 	}
-	if ae.Code == "invalid_token" {
+	switch ae.Code {
+	case "invalid_token":
 		// Join answers: the join token, not HIVE_TOKEN, was refused.
 		return "ask an admin for a valid join token (`hive join-token create --role worker|manager`)"
+	case "wrong_key":
+		// A 403 that is about the unlock key, not the API token.
+		return "give the HIVEUNLOCK1-... key that `hive init --autolock` printed when the cluster was created; every manager of the cluster takes the same key"
+	case "sealed":
+		return "that manager is locked (autolock) and serves no secrets until it is unlocked: `hive operator unlock --address <that manager>`"
 	}
 	switch ae.StatusCode {
 	case http.StatusUnauthorized:

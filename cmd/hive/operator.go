@@ -17,7 +17,7 @@ import (
 func newOperatorCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "operator",
-		Short: "Cluster operations: Raft peers, gossip keys, snapshots",
+		Short: "Cluster operations: Raft peers, gossip keys, snapshots, the secrets keyring",
 	}
 	raft := &cobra.Command{Use: "raft", Short: "Inspect the Raft configuration"}
 	raft.AddCommand(newRaftPeersCmd(g))
@@ -25,7 +25,13 @@ func newOperatorCmd(g *globals) *cobra.Command {
 	gossip.AddCommand(newGossipRotateCmd(g))
 	snap := &cobra.Command{Use: "snapshot", Short: "Save, restore and inspect snapshots of the cluster state"}
 	snap.AddCommand(newSnapshotSaveCmd(g), newSnapshotRestoreCmd(g), newSnapshotInspectCmd())
-	cmd.AddCommand(raft, gossip, snap)
+	keyring := &cobra.Command{
+		Use:   "keyring",
+		Short: "Inspect and rotate the root key that wraps every secret's data key",
+		Long:  keyringLong,
+	}
+	keyring.AddCommand(newKeyringStatusCmd(g), newKeyringRotateCmd(g))
+	cmd.AddCommand(raft, gossip, snap, keyring, newUnlockCmd(g))
 	return cmd
 }
 

@@ -20,7 +20,8 @@ import (
 //     (echo "$PW" | hive login --user ci --password-stdin).
 //
 // A command that is neither on a terminal nor given --password-stdin fails
-// rather than read a password that is being echoed somewhere.
+// rather than read a password that is being echoed somewhere. The unlock
+// key of `hive operator unlock` comes the same way, with --key-stdin.
 
 // terminal is the part of a tty prompting needs.
 type terminal interface {
@@ -48,19 +49,24 @@ type secretReader struct {
 	prompt io.Writer // prompts go to standard error, so stdout stays clean
 	tty    terminal  // nil when standard input is not a terminal
 	stdin  bool      // --password-stdin: passwords are lines of standard input
+	// stdinFlag names the flag that sets stdin, for error messages.
+	stdinFlag string
 }
 
 func newSecretReader(cmd *cobra.Command, fromStdin bool) *secretReader {
 	in := cmd.InOrStdin()
 	return &secretReader{
-		in:     bufio.NewReader(in),
-		prompt: cmd.ErrOrStderr(),
-		tty:    openTerminal(in),
-		stdin:  fromStdin,
+		in:        bufio.NewReader(in),
+		prompt:    cmd.ErrOrStderr(),
+		tty:       openTerminal(in),
+		stdin:     fromStdin,
+		stdinFlag: "--password-stdin",
 	}
 }
 
-var errNoTerminal = errors.New("standard input is not a terminal, so the password cannot be typed without echo: pass --password-stdin and write it to standard input")
+func (s *secretReader) noTerminal(what string) error {
+	return fmt.Errorf("standard input is not a terminal, so the %s cannot be typed without echo: pass %s and write it to standard input", what, s.stdinFlag)
+}
 
 // readLine reads one line, without its line ending; a last line without a
 // newline counts. It fails at the end of input.
@@ -98,10 +104,10 @@ func (s *secretReader) secret(prompt, what string) (string, error) {
 	case s.stdin:
 		line, err := s.readLine()
 		if errors.Is(err, io.EOF) {
-			return "", fmt.Errorf("--password-stdin: standard input ended before the %s", what)
+			return "", fmt.Errorf("%s: standard input ended before the %s", s.stdinFlag, what)
 		}
 		if err != nil {
-			return "", fmt.Errorf("--password-stdin: reading the %s: %w", what, err)
+			return "", fmt.Errorf("%s: reading the %s: %w", s.stdinFlag, what, err)
 		}
 		pw = line
 	case s.tty != nil:
@@ -113,7 +119,7 @@ func (s *secretReader) secret(prompt, what string) (string, error) {
 		}
 		pw = string(b)
 	default:
-		return "", errNoTerminal
+		return "", s.noTerminal(what)
 	}
 	if pw == "" {
 		return "", fmt.Errorf("empty %s", what)

@@ -106,6 +106,7 @@ func newRootCmd() *cobra.Command {
 		newImageCmd(g),
 		newOperatorCmd(g),
 		newNamespaceCmd(g),
+		newSecretCmd(g),
 		newJoinTokenCmd(g),
 		newEventCmd(g),
 		newStatusCmd(g),

@@ -224,7 +224,7 @@ func (s *Snapshot) ServiceAccounts(ws memdb.WatchSet, ns string) []*structs.Serv
 	if ns == "" {
 		return list[structs.ServiceAccount](s, ws, TableServiceAccounts, "id")
 	}
-	return list[structs.ServiceAccount](s, ws, TableServiceAccounts, "id_prefix", ns)
+	return list[structs.ServiceAccount](s, ws, TableServiceAccounts, "id_prefix", ns, "")
 }
 
 // ACLTokens lists API tokens, oldest first.

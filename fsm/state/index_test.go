@@ -112,3 +112,31 @@ func TestAllocJobIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestNamespacedListsAreExact checks that listing a namespace's secrets or
+// service accounts does not also list those of a namespace it prefixes.
+func TestNamespacedListsAreExact(t *testing.T) {
+	st := New()
+	txn := st.Write(5)
+	for _, ns := range []string{"web", "web2"} {
+		if err := txn.UpsertSecret(&structs.Secret{Namespace: ns, Name: "s"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := txn.UpsertServiceAccount(&structs.ServiceAccount{Namespace: ns, Name: "sa"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	snap := st.Snapshot()
+	if got := snap.Secrets(nil, "web"); len(got) != 1 || got[0].Namespace != "web" {
+		t.Errorf("secrets of web: %d", len(got))
+	}
+	if got := snap.ServiceAccounts(nil, "web"); len(got) != 1 || got[0].Namespace != "web" {
+		t.Errorf("service accounts of web: %d", len(got))
+	}
+	if got := snap.Secrets(nil, ""); len(got) != 2 {
+		t.Errorf("all secrets: %d", len(got))
+	}
+}

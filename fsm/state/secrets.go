@@ -74,7 +74,7 @@ func (s *Snapshot) Secrets(ws memdb.WatchSet, ns string) []*structs.Secret {
 	if ns == "" {
 		return list[structs.Secret](s, ws, TableSecrets, "id")
 	}
-	return list[structs.Secret](s, ws, TableSecrets, "id_prefix", ns)
+	return list[structs.Secret](s, ws, TableSecrets, "id_prefix", ns, "")
 }
 
 // RootKey returns one root key or nil.
