@@ -21,8 +21,10 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v '/e2e\(/\|$$\)')
 
 all: build
 
+# Static (no cgo): workers bind-mount the binary into containers to deliver
+# env secrets (hive secret-exec), whatever libc the image has.
 build:
-	$(GO) build -o bin/hive ./cmd/hive
+	CGO_ENABLED=0 $(GO) build -o bin/hive ./cmd/hive
 
 deps:
 	scripts/install-deps.sh

@@ -225,12 +225,28 @@ func start(cfg Config, node *identity.Node, certs *identity.Certs, keys [][]byte
 	a.allocs = newAllocManager(ctx, &runnerConfig{
 		driver: a.driver, allocDir: cfg.AllocDir, nodeID: node.ID, logger: log.Named("alloc"),
 		killTimeout: defaultKillTimeout, report: a.updates.push, now: time.Now,
+		secrets: managerSecrets{a}, mounter: tmpfsMounter{}, helper: selfPath(log),
 	})
 	a.goRun(a.updates.run)
 	a.goRun(a.registerAndHeartbeat)
 	a.goRun(a.watchAllocs)
 	log.Info("worker agent started", "node_id", node.ID, "rpc", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RPCPort)), "containerd", addr)
 	return a, nil
+}
+
+// selfPath is the hive binary's own path, bind-mounted into containers
+// that take secrets as environment variables; "" when it cannot be found
+// (such tasks then fail with the reason).
+func selfPath(log hclog.Logger) string {
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err != nil {
+		log.Warn("cannot find the hive binary; tasks with env secrets will fail", "error", err)
+		return ""
+	}
+	return exe
 }
 
 func (a *Agent) goRun(fn func(context.Context)) {

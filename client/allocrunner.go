@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -34,6 +35,34 @@ type runnerConfig struct {
 	// report queues a state report for the managers.
 	report func(structs.AllocUpdate)
 	now    func() time.Time
+
+	// Secret delivery (secrets.go): where values come from, how the
+	// per-allocation tmpfs is made, and the host path of the hive binary
+	// that runs `secret-exec` inside containers of tasks with env secrets.
+	// checkHelper says whether that binary can run there (checkStatic when
+	// nil); it is called once.
+	secrets     secretSource
+	mounter     secretMounter
+	helper      string
+	checkHelper func(path string) error
+	helperOnce  sync.Once
+	helperErr   error
+}
+
+// helperError says why the secret-exec helper cannot run in containers,
+// or nil.
+func (c *runnerConfig) helperError() error {
+	c.helperOnce.Do(func() {
+		switch {
+		case c.helper == "":
+			c.helperErr = errors.New("secrets as environment variables need the hive binary, and its path is unknown")
+		case c.checkHelper != nil:
+			c.helperErr = c.checkHelper(c.helper)
+		default:
+			c.helperErr = checkStatic(c.helper)
+		}
+	})
+	return c.helperErr
 }
 
 // allocRunner runs one allocation's tasks and reports their states. Its
@@ -57,6 +86,13 @@ type allocRunner struct {
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when the allocation must stop
 	done     chan struct{} // closed when every task runner returned
+
+	// runners by task name, set before any of them runs.
+	runners map[string]*taskRunner
+	// secrets delivers the tasks' secrets (nil when they have none);
+	// secretErr, when set before the runners start, fails every task.
+	secrets   *allocSecrets
+	secretErr error
 }
 
 func newAllocRunner(ctx context.Context, cfg *runnerConfig, alloc *structs.Allocation) *allocRunner {
@@ -84,14 +120,60 @@ func newAllocRunner(ctx context.Context, cfg *runnerConfig, alloc *structs.Alloc
 }
 
 // run starts a task runner per task; restore holds containers found at
-// agent start, by task name.
+// agent start, by task name. When the tasks reference secrets, the
+// runners start once the secrets are delivered, and the allocation's
+// secret tmpfs is removed when they are all done.
 func (ar *allocRunner) run(restore map[string]driver.TaskStatus) {
 	ar.push()
+	ar.runners = map[string]*taskRunner{}
+	for _, t := range ar.alloc.Tasks {
+		cfg := driverConfig(ar.alloc, t, ar.cfg.allocDir, ar.cfg.nodeID)
+		if len(t.Secrets) > 0 {
+			addSecretMounts(&cfg, t, secretsDir(ar.cfg.allocDir, ar.alloc.ID), ar.cfg.helper)
+		}
+		ar.runners[t.Name] = &taskRunner{ar: ar, task: t, cfg: cfg,
+			restart:   restartTracker{policy: t.Restart},
+			restartCh: make(chan string, 1),
+			logger:    ar.cfg.logger.With("alloc", ar.alloc.ID, "task", t.Name)}
+	}
+	if !hasSecrets(ar.alloc) {
+		ar.startRunners(restore, nil)
+		return
+	}
+	ar.secrets = newAllocSecrets(ar)
+	go func() {
+		running := map[string]bool{}
+		for name, st := range restore {
+			running[name] = st.State == driver.StateRunning
+		}
+		err := ar.secrets.prepare(running)
+		switch {
+		case ar.ctx.Err() != nil:
+			// Agent shutdown: containers and the tmpfs stay for the next
+			// agent.
+			close(ar.done)
+			return
+		case errors.Is(err, errStopped):
+			// The runners see the stop and end the tasks.
+		case err != nil:
+			ar.secrets.logger.Error("cannot deliver the allocation's secrets", "error", err)
+			ar.secretErr = fmt.Errorf("secrets: %w", err)
+		}
+		var watch func(context.Context)
+		if err == nil {
+			watch = ar.secrets.watch
+		}
+		ar.startRunners(restore, watch)
+	}()
+}
+
+// startRunners runs the task runners and, while they run, watch (when
+// not nil); once all are done it removes the secrets, unless the agent is
+// shutting down, and closes done.
+func (ar *allocRunner) startRunners(restore map[string]driver.TaskStatus, watch func(context.Context)) {
 	var wg sync.WaitGroup
 	for _, t := range ar.alloc.Tasks {
-		tr := &taskRunner{ar: ar, task: t, cfg: driverConfig(ar.alloc, t, ar.cfg.allocDir, ar.cfg.nodeID),
-			restart: restartTracker{policy: t.Restart},
-			logger:  ar.cfg.logger.With("alloc", ar.alloc.ID, "task", t.Name)}
+		tr := ar.runners[t.Name]
 		var rs *driver.TaskStatus
 		if st, ok := restore[t.Name]; ok {
 			rs = &st
@@ -102,10 +184,46 @@ func (ar *allocRunner) run(restore map[string]driver.TaskStatus) {
 			tr.run(rs)
 		}()
 	}
+	wctx, wcancel := context.WithCancel(ar.ctx)
+	watchDone := make(chan struct{})
+	if watch != nil {
+		go func() {
+			defer close(watchDone)
+			watch(wctx)
+		}()
+	} else {
+		close(watchDone)
+	}
 	go func() {
 		wg.Wait()
+		wcancel()
+		<-watchDone
+		if ar.secrets != nil && ar.ctx.Err() == nil {
+			ar.secrets.cleanup()
+		}
 		close(ar.done)
 	}()
+}
+
+// requestRestart asks a task's runner to restart it (a secret changed);
+// a request already pending covers this one.
+func (ar *allocRunner) requestRestart(task, reason string) {
+	tr := ar.runners[task]
+	if tr == nil {
+		return
+	}
+	select {
+	case tr.restartCh <- reason:
+	default:
+	}
+}
+
+// taskRunning reports whether task's container is running.
+func (ar *allocRunner) taskRunning(task string) bool {
+	ar.mu.Lock()
+	defer ar.mu.Unlock()
+	ts := ar.states[task]
+	return ts != nil && ts.State == structs.TaskRunning
 }
 
 // stop asks every task to stop (desired status stop, or a sibling failed).
@@ -138,6 +256,21 @@ func (ar *allocRunner) setTask(name string, fn func(ts *structs.TaskState)) {
 	fn(ar.states[name])
 	ar.mu.Unlock()
 	ar.push()
+}
+
+// setTaskIf is setTask that reports only when fn says it changed
+// something.
+func (ar *allocRunner) setTaskIf(name string, fn func(ts *structs.TaskState) bool) {
+	if ar.ctx.Err() != nil {
+		return
+	}
+	ar.mu.Lock()
+	ts := ar.states[name]
+	changed := ts != nil && fn(ts)
+	ar.mu.Unlock()
+	if changed {
+		ar.push()
+	}
 }
 
 // markLost silences the runner's reports; see lost.

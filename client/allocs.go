@@ -104,6 +104,16 @@ func (m *allocManager) reattach(ctx context.Context, allocs []*structs.Allocatio
 		}
 		cancel()
 	}
+	if m.cfg.mounter != nil {
+		// The secret tmpfs of allocations that ended while no agent ran.
+		keep := map[string]bool{}
+		for _, a := range allocs {
+			if a.DesiredStatus == structs.AllocDesiredRun && !a.Terminal() {
+				keep[a.ID] = true
+			}
+		}
+		sweepSecrets(m.cfg.allocDir, keep, m.cfg.mounter, m.cfg.logger)
+	}
 	return p.restore, nil
 }
 

@@ -8,10 +8,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/hivesec/hive/client/driver"
 	"github.com/hivesec/hive/structs"
@@ -27,6 +29,7 @@ type fakeDriver struct {
 	pulls    []string
 	stops    []string
 	destroys []string
+	signals  []string // "<id> <signal>"
 	nextPID  uint32
 	// StartErr returns an error for a start, or nil to start.
 	StartErr func(cfg driver.TaskConfig) error
@@ -170,6 +173,32 @@ func (f *fakeDriver) exitLocked(id string, code uint32) bool {
 	}
 	t.waiters = nil
 	return true
+}
+
+func (f *fakeDriver) SignalTask(_ context.Context, id string, sig syscall.Signal) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.tasks[id]
+	if !ok {
+		return fmt.Errorf("signal task %s: %w", id, driver.ErrNotFound)
+	}
+	if t.status.State == driver.StateRunning {
+		f.signals = append(f.signals, id+" "+unix.SignalName(sig))
+	}
+	return nil
+}
+
+// signalled lists the signals sent to id, by name.
+func (f *fakeDriver) signalled(id string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, s := range f.signals {
+		if tid, sig, _ := strings.Cut(s, " "); tid == id {
+			out = append(out, sig)
+		}
+	}
+	return out
 }
 
 func (f *fakeDriver) StopTask(_ context.Context, id string, _ time.Duration) error {

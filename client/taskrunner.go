@@ -29,6 +29,10 @@ type taskRunner struct {
 	// after an agent restart, the one its TaskState recorded). Every later
 	// start runs that image, even if its name was retagged since.
 	pinned string
+	// restartCh asks for a restart (a secret with change_mode "restart"
+	// changed); the value says why. Buffered: one pending request covers
+	// any number.
+	restartCh chan string
 }
 
 // startError is a failed start; permanent ones retrying cannot fix.
@@ -56,6 +60,13 @@ func (tr *taskRunner) run(restore *driver.TaskStatus) {
 		tr.pinned = prev.ImageDigest
 	}
 	tr.ar.mu.Unlock()
+	if err := tr.ar.secretErr; err != nil && !wasDead {
+		if restore != nil {
+			tr.destroy()
+		}
+		tr.fail(err.Error(), -1)
+		return
+	}
 	if wasDead {
 		// Finished before an agent restart; only a leftover container
 		// may need removing.
@@ -109,6 +120,9 @@ func (tr *taskRunner) run(restore *driver.TaskStatus) {
 					}
 				})
 			} else {
+				// This start delivers the current secrets: a restart asked
+				// for before it is done by it.
+				tr.drainRestart()
 				ch, err := tr.start(ctx)
 				if err != nil {
 					if ctx.Err() != nil {
@@ -130,6 +144,9 @@ func (tr *taskRunner) run(restore *driver.TaskStatus) {
 				case <-tr.ar.stopCh:
 					tr.finishStopped(waitCh)
 					return
+				case reason := <-tr.restartCh:
+					tr.restartNow(waitCh, reason)
+					continue
 				case st, ok := <-waitCh:
 					if ctx.Err() != nil {
 						return
@@ -215,15 +232,16 @@ func (tr *taskRunner) start(ctx context.Context) (<-chan driver.TaskStatus, erro
 	cfg := tr.cfg
 	cfg.ImageDigest = digest
 
-	sctx, scancel := context.WithTimeout(ctx, startTimeout)
-	st, err := tr.driver().StartTask(sctx, cfg)
-	scancel()
+	if hasEnvSecrets(tr.task) {
+		if err := tr.ar.cfg.helperError(); err != nil {
+			return nil, &startError{err: err, permanent: true}
+		}
+	}
+	st, err := tr.startTask(ctx, cfg)
 	if errors.Is(err, driver.ErrAlreadyExists) {
 		// A container left by an earlier run of this task.
 		tr.destroy()
-		sctx, scancel := context.WithTimeout(ctx, startTimeout)
-		st, err = tr.driver().StartTask(sctx, cfg)
-		scancel()
+		st, err = tr.startTask(ctx, cfg)
 	}
 	if err != nil {
 		permanent := errors.Is(err, driver.ErrInvalidConfig) || errors.Is(err, driver.ErrPrivilegedNotAllowed) ||
@@ -246,6 +264,51 @@ func (tr *taskRunner) start(ctx context.Context) (<-chan driver.TaskStatus, erro
 		ts.ImageDigest = digest
 	})
 	return ch, nil
+}
+
+// startTask asks the driver to start cfg. With secrets it holds the
+// allocation's secret lock, so the files do not change under the start.
+func (tr *taskRunner) startTask(ctx context.Context, cfg driver.TaskConfig) (driver.TaskStatus, error) {
+	if s := tr.ar.secrets; s != nil && len(tr.task.Secrets) > 0 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	return tr.driver().StartTask(sctx, cfg)
+}
+
+// drainRestart drops a pending restart request.
+func (tr *taskRunner) drainRestart() {
+	select {
+	case <-tr.restartCh:
+	default:
+	}
+}
+
+// restartNow stops the running task (waitCh is its wait) and removes it
+// so that the loop starts it again at once: a restart the task did not
+// ask for by failing, so the restart policy is not charged. It counts in
+// Restarts, as Nomad counts template restarts.
+func (tr *taskRunner) restartNow(waitCh <-chan driver.TaskStatus, reason string) {
+	tr.logger.Info("restarting the task", "reason", reason)
+	timeout := tr.ar.cfg.killTimeout
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(tr.ar.ctx), timeout+30*time.Second)
+	if err := tr.driver().StopTask(ctx, tr.cfg.ID, timeout); err != nil && !errors.Is(err, driver.ErrNotFound) {
+		tr.logger.Warn("stop task for restart", "error", err)
+	}
+	select {
+	case <-waitCh:
+	case <-time.After(5 * time.Second):
+	case <-ctx.Done():
+	}
+	cancel()
+	tr.destroy()
+	now := tr.now()
+	tr.set(func(ts *structs.TaskState) {
+		ts.State, ts.FinishedAt = structs.TaskPending, now
+		ts.Restarts++
+	})
 }
 
 // ensureImage returns the digest of the image to run, pulling it when it

@@ -132,6 +132,9 @@ func buildHive() (string, error) {
 	}
 	bin := filepath.Join(binDir, "hive")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/hive")
+	// Static, as `make build` makes it: workers bind-mount the binary
+	// into containers to deliver env secrets (hive secret-exec).
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Dir = filepath.Dir(gomod)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build hive: go build ./cmd/hive: %w\n%s", err, out)
@@ -1230,4 +1233,72 @@ func Poll(timeout time.Duration, cond func() error) error {
 		}
 		time.Sleep(interval)
 	}
+}
+
+// ---- CLI as other identities ----
+
+// CLIEnv runs the hive CLI from the test process against h's API with the
+// cluster CA, like CLIOn, but without the admin token: env supplies the
+// identity (HIVE_CONFIG naming a file that `hive login` wrote, or
+// HIVE_TOKEN), and stdin, when not empty, is fed to standard input
+// (passwords for --password-stdin). A non-zero exit is an error that wraps
+// the *exec.ExitError and carries stderr.
+func (c *Cluster) CLIEnv(h *Host, env map[string]string, stdin string, args ...string) (stdout, stderr string, err error) {
+	bin := HiveBinary(c.t)
+	ctx, cancel := context.WithTimeout(context.Background(), CLITimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	vars := map[string]string{"HIVE_ADDR": h.URL(), "HIVE_CACERT": c.CACert}
+	for k, v := range env {
+		vars[k] = v
+	}
+	cmd.Env = processEnv(vars)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	cmd.WaitDelay = 5 * time.Second
+	var out, errb strings.Builder
+	cmd.Stdout = &out
+	cmd.Stderr = &errb
+	runErr := cmd.Run()
+	if ctx.Err() != nil {
+		runErr = fmt.Errorf("hive %s (on %s): no answer within %v", strings.Join(args, " "), h.Name, CLITimeout)
+	} else if runErr != nil {
+		runErr = fmt.Errorf("hive %s (on %s): %w: %s", strings.Join(args, " "), h.Name, runErr, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), errb.String(), runErr
+}
+
+// RunEnv is Run with extra environment and standard input: `hive args...`
+// runs inside the host (so its calls come from the host's address) with
+// env added and stdin, when not empty, on standard input. stdin is not
+// copied to the host's log, since it usually holds a password.
+func (h *Host) RunEnv(timeout time.Duration, env map[string]string, stdin string, args ...string) (stdout, stderr string, err error) {
+	bin := HiveBinary(h.c.t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	argv := h.wrap(bin, args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = processEnv(env)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var out, errb strings.Builder
+	cmd.Stdout = &out
+	cmd.Stderr = &errb
+	runErr := cmd.Run()
+	if ctx.Err() != nil {
+		runErr = fmt.Errorf("%s: hive %s: %w after %v", h.Name, strings.Join(args, " "), ErrStillRunning, timeout)
+	} else if runErr != nil {
+		runErr = fmt.Errorf("%s: hive %s: %w: %s", h.Name, strings.Join(args, " "), runErr, strings.TrimSpace(errb.String()))
+	}
+	if f, err := os.OpenFile(h.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+		fmt.Fprintf(f, "==== %s harness: ran %s %s: %v\n--- stdout\n%s--- stderr\n%s----\n",
+			time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "), runErr, out.String(), errb.String())
+		f.Close()
+	}
+	return out.String(), errb.String(), runErr
 }

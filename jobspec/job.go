@@ -283,11 +283,12 @@ func (d *decoder) network(b *hclsyntax.Block) map[string]bool {
 }
 
 var taskSchema = &schema{
-	name:   "task block",
-	attrs:  []string{"driver", "user"},
-	maps:   []string{"env", "meta"},
-	blocks: map[string]int{"config": 0, "resources": 0, "security": 0, "restart": 0, "constraint": 0, "affinity": 0},
-	multi:  []string{"constraint", "affinity"},
+	name:  "task block",
+	attrs: []string{"driver", "user"},
+	maps:  []string{"env", "meta"},
+	blocks: map[string]int{"config": 0, "resources": 0, "security": 0, "restart": 0, "constraint": 0, "affinity": 0,
+		"secret": 1},
+	multi: []string{"constraint", "affinity", "secret"},
 	ignored: map[string]string{
 		"service":        "Hive has no service discovery yet",
 		"logs":           "the worker keeps task logs by its own settings",
@@ -375,6 +376,15 @@ func (d *decoder) task(b *hclsyntax.Block, g *structs.TaskGroup, ports map[strin
 	}
 	if rb := c.block("restart"); rb != nil {
 		t.Restart = d.restart(rb, t.Restart)
+	}
+	if sbs := c.blocks["secret"]; len(sbs) > 0 {
+		envLine := 0
+		if a := c.attrs["env"]; a != nil {
+			envLine = a.SrcRange.Start.Line
+		} else if eb := c.block("env"); eb != nil {
+			envLine = eb.TypeRange.Start.Line
+		}
+		t.Secrets = d.secrets(sbs, t.Env, envLine)
 	}
 	// Constraints and affinities on a task apply to where its group is
 	// placed: a group's tasks always share a node.

@@ -28,7 +28,7 @@ if ((${#missing[@]})); then
 		{ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null; }
 fi
 
-go build -o bin/hive ./cmd/hive
+CGO_ENABLED=0 go build -o bin/hive ./cmd/hive
 hive=$PWD/bin/hive
 log=${HIVE_DEV_LOG:-/tmp/hive-dev.log}
 # hive dev writes ~/.hive/config; variables left over from another cluster

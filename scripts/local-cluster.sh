@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 dir=${HIVE_LOCAL_DIR:-/tmp/hive-local}
 mkdir -p "$dir"
-go build -o bin/hive ./cmd/hive
+CGO_ENABLED=0 go build -o bin/hive ./cmd/hive
 hive=$PWD/bin/hive
 
 pids=()

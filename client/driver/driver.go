@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"syscall"
 	"time"
 )
 
@@ -122,6 +123,21 @@ type TaskConfig struct {
 	LogMaxFiles int   // per stream; default 10
 
 	Mounts []Mount
+	// ExecWrapper, when set, goes in front of the task's process arguments
+	// once Docker's entrypoint and cmd rules have resolved them against
+	// the image: the task runs ExecWrapper[0] with the rest of it, then
+	// the original program and its arguments. Its first element must be
+	// an absolute path inside the container (a helper bind-mounted through
+	// Mounts). The agent uses it to run `hive secret-exec`, which adds
+	// secret environment variables from a file in memory and execs the
+	// original program, so their values never enter the OCI spec.
+	ExecWrapper []string
+	// OwnedByUser are host paths StartTask hands to the task's process
+	// user and group, as the spec resolves them from User or the image,
+	// before the task starts: files made for the task to read (its secret
+	// env file) whose owner the agent cannot know when User is a name or
+	// empty.
+	OwnedByUser []string
 	// NetNSPath joins an existing network namespace (made by netenforce);
 	// empty gives the task a fresh one with only loopback.
 	NetNSPath string
@@ -166,6 +182,10 @@ type Driver interface {
 	// exits (or the wait fails: State unknown, Err set) and is then closed.
 	// Cancelling ctx ends the wait.
 	WaitTask(ctx context.Context, id string) (<-chan TaskStatus, error)
+	// SignalTask sends sig to the task's init process (as `docker kill
+	// --signal` does). A missing task is ErrNotFound; signalling an exited
+	// one is not an error.
+	SignalTask(ctx context.Context, id string, sig syscall.Signal) error
 	// StopTask sends SIGTERM, then SIGKILL to every process of the task
 	// after timeout. Stopping an exited task is not an error.
 	StopTask(ctx context.Context, id string, timeout time.Duration) error

@@ -80,6 +80,14 @@ func validate(cfg *TaskConfig) error {
 			return bad("mount %s -> %s: both paths must be absolute", m.Source, m.Destination)
 		}
 	}
+	if len(cfg.ExecWrapper) > 0 && !filepath.IsAbs(cfg.ExecWrapper[0]) {
+		return bad("exec wrapper %q must be an absolute path", cfg.ExecWrapper[0])
+	}
+	for _, p := range cfg.OwnedByUser {
+		if !filepath.IsAbs(p) {
+			return bad("path %q to give to the task's user must be absolute", p)
+		}
+	}
 	if cfg.NetNSPath != "" && !filepath.IsAbs(cfg.NetNSPath) {
 		return bad("network namespace %q must be an absolute path", cfg.NetNSPath)
 	}
@@ -140,6 +148,9 @@ func processArgs(cfg *TaskConfig, img ocispec.ImageConfig) ([]string, error) {
 	args := append(append([]string{}, entry...), cmd...)
 	if len(args) == 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errNoCommand)
+	}
+	if len(cfg.ExecWrapper) > 0 {
+		args = append(append([]string{}, cfg.ExecWrapper...), args...)
 	}
 	return args, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -39,6 +40,9 @@ func TestValidate(t *testing.T) {
 		{"unknown cap", func(c *TaskConfig) { c.CapAdd = []string{"FLY"} }, ErrInvalidConfig},
 		{"negative quota", func(c *TaskConfig) { c.CPUQuotaMicros = -1 }, ErrInvalidConfig},
 		{"relative mount", func(c *TaskConfig) { c.Mounts = []Mount{{Source: "x", Destination: "/x"}} }, ErrInvalidConfig},
+		{"relative exec wrapper", func(c *TaskConfig) { c.ExecWrapper = []string{"hive", "secret-exec"} }, ErrInvalidConfig},
+		{"absolute exec wrapper", func(c *TaskConfig) { c.ExecWrapper = []string{"/run/hive/hive", "secret-exec", "--"} }, nil},
+		{"relative owned path", func(c *TaskConfig) { c.OwnedByUser = []string{"env"} }, ErrInvalidConfig},
 		{"tiny log files", func(c *TaskConfig) { c.LogMaxBytes = 10 }, ErrInvalidConfig},
 	}
 	for _, tc := range cases {
@@ -67,6 +71,9 @@ func TestValidate(t *testing.T) {
 
 func TestProcessArgs(t *testing.T) {
 	img := ocispec.ImageConfig{Entrypoint: []string{"/init"}, Cmd: []string{"serve", "-v"}}
+	// An exec wrapper goes in front of whatever the rules resolve to.
+	wrap := []string{"/run/hive/hive", "secret-exec", "--env-file", "/e", "--"}
+	wrapped := func(args ...string) []string { return append(slices.Clone(wrap), args...) }
 	cases := []struct {
 		name string
 		cfg  TaskConfig
@@ -79,6 +86,8 @@ func TestProcessArgs(t *testing.T) {
 		{"entrypoint drops cmd", TaskConfig{Entrypoint: []string{"/bin/sh"}}, img, []string{"/bin/sh"}},
 		{"entrypoint+command", TaskConfig{Entrypoint: []string{"/bin/sh", "-c"}, Command: "echo hi"}, img, []string{"/bin/sh", "-c", "echo hi"}},
 		{"no entrypoint", TaskConfig{Command: "sh"}, ocispec.ImageConfig{Cmd: []string{"x"}}, []string{"sh"}},
+		{"wrapped image default", TaskConfig{ExecWrapper: wrap}, img, wrapped("/init", "serve", "-v")},
+		{"wrapped command", TaskConfig{ExecWrapper: wrap, Command: "sh", Args: []string{"-c", "x"}}, img, wrapped("/init", "sh", "-c", "x")},
 	}
 	for _, tc := range cases {
 		got, err := processArgs(&tc.cfg, tc.img)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"sort"
 	"syscall"
 	"time"
@@ -99,6 +100,12 @@ func (d *Containerd) StartTask(ctx context.Context, cfg TaskConfig) (_ TaskStatu
 		}
 	}()
 
+	if len(cfg.OwnedByUser) > 0 {
+		if err := chownToProcessUser(ctx, container, cfg.OwnedByUser); err != nil {
+			return fail(err)
+		}
+	}
+
 	task, err = container.NewTask(ctx, cio.BinaryIO(d.loggerPath, loggerArgs(&cfg)))
 	if err != nil {
 		return fail(fmt.Errorf("create task: %w", err))
@@ -122,6 +129,42 @@ func (d *Containerd) StartTask(ctx context.Context, cfg TaskConfig) (_ TaskStatu
 		StartedAt: started,
 		Labels:    userLabels(labels),
 	}, nil
+}
+
+// chownToProcessUser gives paths to the user and group the container's
+// spec runs its process as (resolved from the task's User or the image by
+// the spec options, /etc/passwd included).
+func chownToProcessUser(ctx context.Context, c containerd.Container, paths []string) error {
+	spec, err := c.Spec(ctx)
+	if err != nil {
+		return fmt.Errorf("read spec: %w", err)
+	}
+	if spec.Process == nil {
+		return fmt.Errorf("%w: spec has no process", ErrInvalidConfig)
+	}
+	uid, gid := int(spec.Process.User.UID), int(spec.Process.User.GID)
+	for _, p := range paths {
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return fmt.Errorf("give %s to the task's user %d:%d: %w", p, uid, gid, err)
+		}
+	}
+	return nil
+}
+
+// SignalTask implements Driver.
+func (d *Containerd) SignalTask(ctx context.Context, id string, sig syscall.Signal) error {
+	ctx = d.ctx(ctx)
+	_, t, err := d.load(ctx, id)
+	if err != nil {
+		return fmt.Errorf("signal task %s: %w", id, err)
+	}
+	if t == nil {
+		return fmt.Errorf("signal task %s: container has no task: %w", id, ErrNotFound)
+	}
+	if err := t.Kill(ctx, sig); err != nil && !isGone(err) {
+		return fmt.Errorf("signal task %s: %s: %w", id, sig, err)
+	}
+	return nil
 }
 
 // load finds a task's container and its task; task is nil (and err nil)
