@@ -237,7 +237,7 @@ func (s *Server) handleJoinTokenCreate(_ http.ResponseWriter, r *http.Request, _
 func (s *Server) handleJoinTokenRevoke(_ http.ResponseWriter, r *http.Request, _ *caller) (any, error) {
 	id := r.PathValue("id")
 	if s.fsm.State().Snapshot().JoinToken(nil, id) == nil {
-		return nil, notFound("join token %q not found; list tokens with `hive token ls`", id)
+		return nil, notFound("join token %q not found; list them with `hive join-token ls`", id)
 	}
 	if _, err := s.apply(fsm.JoinTokenWriteType, &fsm.JoinTokenWriteRequest{Revoke: []string{id}, Now: time.Now().UTC()}); err != nil {
 		return nil, err

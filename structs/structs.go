@@ -128,7 +128,7 @@ type JoinToken struct {
 	Role        Role
 	SecretHash  []byte // sha256 of the secret part
 	Description string
-	Default     bool // the token `hive token rotate ROLE` replaces
+	Default     bool // the token `hive join-token rotate ROLE` replaces
 	CreatedAt   time.Time
 	ExpiresAt   time.Time // zero: no expiry
 	MaxUses     int       // 0: unlimited
