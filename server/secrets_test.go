@@ -375,3 +375,53 @@ func TestAutolock(t *testing.T) {
 	grepDir(t, cfg.DataDir, []byte(boot.UnlockKey))
 	grepDir(t, cfg.DataDir, raw)
 }
+
+// TestRestoreIntoFreshCluster rebuilds a cluster from a snapshot on a new
+// manager: refused without the old unseal key and with a wrong one; with
+// it, the secrets, users and tokens of the old cluster work.
+func TestRestoreIntoFreshCluster(t *testing.T) {
+	e := newACLEnv(t, 1)
+	if r := e.do(t, e.admin, "POST", "/v1/secret/db?namespace=default", structs.SecretRequest{Data: map[string]string{"pw": "survives-disaster"}}); r.status != http.StatusOK {
+		t.Fatal(r)
+	}
+	r := e.do(t, e.admin, "GET", "/v1/operator/snapshot", nil)
+	if r.status != http.StatusOK {
+		t.Fatal(r)
+	}
+	path := filepath.Join(t.TempDir(), "dr.snap")
+	if err := os.WriteFile(path, r.body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unseal := e.leader.roots.unsealKey()
+	oldCA := e.tc.boot.CACertPEM
+	for _, s := range e.tc.servers {
+		s.Shutdown()
+	}
+
+	for _, c := range []struct {
+		name string
+		key  []byte
+	}{{"no key", nil}, {"wrong key", make([]byte, 32)}} {
+		cfg := testConfig(t)
+		if _, err := InitFromSnapshot(cfg, path, c.key); err == nil {
+			t.Fatalf("%s: restore succeeded", c.name)
+		} else {
+			t.Logf("%s: %v", c.name, err)
+		}
+	}
+	cfg := testConfig(t)
+	s, err := InitFromSnapshot(cfg, path, unseal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	c := newRawCaller(t, s.APIAddr(), oldCA, nil, false)
+	// The old cluster's CA, session token and secret are all there.
+	got := decodeReply[structs.SecretValue](t, c.call(t, "GET", "/v1/secret/db/value?namespace=default", bearer(e.admin), nil))
+	if got.Data["pw"] != "survives-disaster" {
+		t.Errorf("restored secret: %v", got.Data)
+	}
+	if r := c.call(t, "POST", "/v1/secret/new?namespace=default", bearer(e.admin), mustJSON(t, structs.SecretRequest{Data: map[string]string{"k": "v"}})); r.status != http.StatusOK {
+		t.Errorf("new secret after restore: %s", r)
+	}
+}

@@ -53,6 +53,7 @@ type daemonFlags struct {
 	// init only.
 	autolock   bool
 	resetAdmin bool
+	restore    string
 }
 
 // managerFlags are the manager settings init, join and dev share.
@@ -131,6 +132,7 @@ func (f *daemonFlags) registerInit(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.BoolVar(&f.autolock, "autolock", false, "keep the unseal key on no manager's disk: print it once as the unlock key, which every manager needs after a restart (hive operator unlock)")
 	fl.BoolVar(&f.resetAdmin, "reset-admin", false, "start nothing: ask the manager running with --data-dir on this host to revoke every admin token and issue a new one (needs root, or the user the manager runs as)")
+	fl.StringVar(&f.restore, "restore", "", "rebuild a lost cluster on this new manager from a snapshot file (hive operator snapshot save); needs --unlock-key-file with the old cluster's unseal key")
 }
 
 // registerWorker adds the flags only a worker uses.
@@ -263,6 +265,9 @@ It is the way back in when every admin credential is lost.`,
 				return err
 			}
 			logger := f.logger(cmd.ErrOrStderr())
+			if f.restore != "" {
+				return runRestore(cmd, &f, logger)
+			}
 			s, boot, err := server.Init(f.serverConfig(logger))
 			if err != nil {
 				return err
@@ -284,6 +289,34 @@ It is the way back in when every admin credential is lost.`,
 	f.register(cmd)
 	f.registerInit(cmd)
 	return cmd
+}
+
+// runRestore is `hive init --restore SNAPSHOT --unlock-key-file KEY`: a
+// new first manager holding the snapshot's cluster.
+func runRestore(cmd *cobra.Command, f *daemonFlags, logger hclog.Logger) error {
+	if f.unlockKeyFile == "" {
+		return server.ErrUnsealKeyRequired
+	}
+	raw, err := os.ReadFile(f.unlockKeyFile)
+	if err != nil {
+		return fmt.Errorf("reading --unlock-key-file: %w", err)
+	}
+	// Either form: an unlock key, or a manager's raw keystore/unseal.key.
+	key, err := server.DecodeUnlockKey(string(raw))
+	if err != nil {
+		if len(raw) != 32 {
+			return fmt.Errorf("--unlock-key-file: %w (or give the 32-byte keystore/unseal.key of one of its managers)", err)
+		}
+		key = raw
+	}
+	cfg := f.serverConfig(logger)
+	cfg.UnlockKeyFile = ""
+	s, err := server.InitFromSnapshot(cfg, f.restore, key)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "Cluster restored from %s on new manager %s.\nIts tokens, users and secrets are those of the snapshot; remove the old managers with `hive node remove` and join new ones with the snapshot's manager join token.\n", f.restore, s.NodeID())
+	return runUntilSignal(logger, s.Done(), s.Shutdown)
 }
 
 // printUnlockKey shows an autolocked cluster's unlock key, the one time it
