@@ -78,6 +78,16 @@ func (o *Operator) KeyringRotate() (*structs.KeyringStatus, error) {
 	return &out, nil
 }
 
+// RotateUnseal re-wraps the CA key, the gossip keys and every root key
+// under a new unseal key, which every manager receives first.
+func (o *Operator) RotateUnseal() (*structs.UnsealRotateResponse, error) {
+	var out structs.UnsealRotateResponse
+	if err := o.c.write(http.MethodPost, "/v1/operator/keyring/rotate-unseal", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Unlock gives the addressed manager (and only it: every manager of an
 // autolocked cluster is unlocked on its own) the cluster's unlock key. A
 // wrong key is refused with 403 and code "wrong_key".

@@ -199,3 +199,59 @@ func checkSecretWrite(r *state.Snapshot, req *SecretWriteRequest) error {
 	}
 	return nil
 }
+
+// UnsealRotateType re-wraps everything the unseal key seals.
+const UnsealRotateType MessageType = 24
+
+// UnsealRotateRequest replaces, in one entry, every record sealed by the
+// unseal key with its re-wrap under a new one: the CA key, the gossip
+// keyring and every root key. UnsealKeyID names the new key (a hash
+// prefix, never the key) so managers can tell which key the state needs.
+type UnsealRotateRequest struct {
+	CAKeySealed      []byte
+	GossipKeysSealed []byte
+	RootKeys         []*structs.RootKey
+	UnsealKeyID      string
+	Now              time.Time
+}
+
+func init() {
+	register(UnsealRotateType, "unseal rotate", applyUnsealRotate)
+}
+
+func applyUnsealRotate(txn *state.Txn, buf []byte) (any, error) {
+	req, err := decodeInto[UnsealRotateRequest](buf)
+	if err != nil {
+		return nil, err
+	}
+	r := txn.Read()
+	c := r.Cluster(nil)
+	if c == nil {
+		return nil, fmt.Errorf("cluster not bootstrapped: %w", ErrInvalid)
+	}
+	if len(req.CAKeySealed) == 0 || len(req.GossipKeysSealed) == 0 || req.UnsealKeyID == "" {
+		return nil, invalid(errors.New("unseal rotation needs the re-sealed CA key, gossip keys and the new key's ID"))
+	}
+	have := r.RootKeys(nil)
+	if len(req.RootKeys) != len(have) {
+		return nil, fmt.Errorf("unseal rotation re-wraps %d root keys but the cluster has %d; retry: %w", len(req.RootKeys), len(have), ErrConflict)
+	}
+	for _, k := range req.RootKeys {
+		old := r.RootKey(nil, k.ID)
+		if old == nil || old.State != k.State {
+			return nil, fmt.Errorf("root key %s changed meanwhile; retry: %w", k.ID, ErrConflict)
+		}
+	}
+	cp := *c
+	cp.CAKeySealed, cp.GossipKeysSealed, cp.UnsealKeyID = req.CAKeySealed, req.GossipKeysSealed, req.UnsealKeyID
+	if err := txn.PutCluster(&cp); err != nil {
+		return nil, err
+	}
+	for _, k := range req.RootKeys {
+		if err := txn.UpsertRootKey(k); err != nil {
+			return nil, err
+		}
+	}
+	return nil, txn.AddEvent(structs.Event{Time: req.Now, Type: structs.EventUnsealRotated, Subject: req.UnsealKeyID,
+		Message: fmt.Sprintf("unseal key rotated: CA key, gossip keys and %d root keys re-wrapped", len(req.RootKeys))})
+}

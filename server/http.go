@@ -203,6 +203,8 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/secret/{name}/rollback", authUser, forwardAlways, 0, s.handleSecretRollback, p("secret", "update", nsAndName("name"))},
 		{"GET", "/v1/node/secrets", authNode, forwardNever, 0, s.handleNodeSecrets, nil},
 		{"GET", "/v1/operator/keyring", authUser, forwardNever, 0, s.handleKeyringStatus, p("operator", "read", nil)},
+		{"POST", "/v1/operator/keyring/rotate-unseal", authUser, forwardAlways, 0, s.handleRotateUnseal, p("operator", "keyring", nil)},
+		{"PUT", "/v1/internal/unseal-key/next", authNode, forwardNever, 0, s.handleUnsealNext, nil},
 		{"POST", "/v1/operator/unlock", authUser, forwardNever, 0, s.handleUnlock, p("operator", "keyring", nil)},
 		{"POST", "/v1/operator/keyring/rotate", authUser, forwardAlways, 0, s.handleKeyringRotate, p("operator", "keyring", nil)},
 

@@ -31,7 +31,9 @@ import (
 type rootKeys struct {
 	mu     sync.Mutex
 	unseal []byte
-	keys   map[string][]byte
+	// next is a rotated unseal key received but not yet needed.
+	next []byte
+	keys map[string][]byte
 	// createMu serializes creating the first root key on the leader.
 	createMu sync.Mutex
 }

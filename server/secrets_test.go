@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hivesec/hive/crypto/keyring"
 	"github.com/hivesec/hive/fsm"
 	"github.com/hivesec/hive/structs"
 )
@@ -424,4 +425,67 @@ func TestRestoreIntoFreshCluster(t *testing.T) {
 	if r := c.call(t, "POST", "/v1/secret/new?namespace=default", bearer(e.admin), mustJSON(t, structs.SecretRequest{Data: map[string]string{"k": "v"}})); r.status != http.StatusOK {
 		t.Errorf("new secret after restore: %s", r)
 	}
+}
+
+// TestRotateUnseal re-wraps everything under a new unseal key on a
+// 3-manager cluster: every manager switches to the new key (on disk too),
+// secrets keep reading everywhere, a restarted manager comes back with
+// the new key, and the old key opens nothing any more.
+func TestRotateUnseal(t *testing.T) {
+	e := newACLEnv(t, 3)
+	if r := e.do(t, e.admin, "POST", "/v1/secret/db?namespace=default", structs.SecretRequest{Data: map[string]string{"pw": "kept-through-rotation"}}); r.status != http.StatusOK {
+		t.Fatal(r)
+	}
+	old := e.leader.roots.unsealKey()
+	r := e.do(t, e.admin, "POST", "/v1/operator/keyring/rotate-unseal", nil)
+	out := decodeReply[structs.UnsealRotateResponse](t, r)
+	if out.Managers != 3 || out.UnlockKey != "" {
+		t.Errorf("rotation answer %+v", out)
+	}
+	for _, s := range e.tc.servers {
+		waitFor(t, 10*time.Second, "manager "+s.node.ID+" on the new key", func() error {
+			onDisk, err := os.ReadFile(UnsealKeyPath(s.cfg.DataDir))
+			if err != nil {
+				return err
+			}
+			if bytes.Equal(onDisk, old) || unsealKeyID(onDisk) != out.KeyID {
+				return fmt.Errorf("keystore still holds the old key")
+			}
+			if _, err := os.Stat(nextUnsealPath(s.cfg.DataDir)); !os.IsNotExist(err) {
+				return fmt.Errorf("next key file left behind")
+			}
+			r := e.caller(s).call(t, "GET", "/v1/secret/db/value?namespace=default", bearer(e.admin), nil)
+			if r.status != http.StatusOK || !bytes.Contains(r.body, []byte("kept-through-rotation")) {
+				return fmt.Errorf("reveal: %s", r)
+			}
+			return nil
+		})
+	}
+	cl := e.leader.fsm.State().Snapshot().Cluster(nil)
+	if _, err := keyring.Open(old, cl.CAKeySealed, caKeyAAD(cl.ClusterID)); err == nil {
+		t.Error("the old unseal key still opens the CA key")
+	}
+	// A restarted follower reads its new key from disk.
+	var f *Server
+	for i, s := range e.tc.servers {
+		if !s.IsLeader() {
+			f = s
+			s.Shutdown()
+			s2, err := Open(s.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.tc.servers[i] = s2
+			e.raw[s2] = newRawCaller(t, s2.APIAddr(), e.tc.boot.CACertPEM, nil, false)
+			f = s2
+			break
+		}
+	}
+	waitFor(t, 15*time.Second, "restarted follower reveals", func() error {
+		r := e.caller(f).call(t, "GET", "/v1/secret/db/value?namespace=default", bearer(e.admin), nil)
+		if r.status != http.StatusOK {
+			return fmt.Errorf("%s", r)
+		}
+		return nil
+	})
 }

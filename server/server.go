@@ -137,7 +137,8 @@ func newServer(cfg Config, node *identity.Node, certs *identity.Certs, unsealKey
 		s.Shutdown()
 		return nil, err
 	}
-	s.wg.Add(3)
+	s.wg.Add(4)
+	go func() { defer s.wg.Done(); s.watchUnseal() }()
 	go func() { defer s.wg.Done(); s.batchWrites() }()
 	go func() { defer s.wg.Done(); s.monitorLeadership() }()
 	go func() { defer s.wg.Done(); s.startSerfWhenReady(gossipKeys) }()

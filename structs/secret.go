@@ -222,3 +222,11 @@ type RootKeyInfo struct {
 type UnlockRequest struct {
 	Key string `json:"key"`
 }
+
+// UnsealRotateResponse answers an unseal-key rotation. UnlockKey is set
+// only for an autolocked cluster, whose operators must keep the new key.
+type UnsealRotateResponse struct {
+	KeyID     string `json:"key_id"`
+	Managers  int    `json:"managers"`
+	UnlockKey string `json:"unlock_key,omitempty"`
+}

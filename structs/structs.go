@@ -189,8 +189,11 @@ type ClusterConfig struct {
 	// GossipKeysSealed is the Serf keyring (primary first) sealed likewise.
 	GossipKeysSealed []byte
 	// Autolock: managers keep the unseal key in memory only.
-	Autolock  bool
-	CreatedAt time.Time
+	Autolock bool
+	// UnsealKeyID names the unseal key the sealed fields need (a hash
+	// prefix; empty for the key the cluster was created with).
+	UnsealKeyID string
+	CreatedAt   time.Time
 
 	CreateIndex uint64
 	ModifyIndex uint64
@@ -227,6 +230,7 @@ const (
 	EventSecretRotationDue = "secret-rotation-due"
 	EventSecretRotated     = "secret-rotated"
 	EventRootKeyRotated    = "root-key-rotated"
+	EventUnsealRotated     = "unseal-key-rotated"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

@@ -115,6 +115,40 @@ background and deletes the old root key when it is done.
 	}
 }
 
+func newKeyringRotateUnsealCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate-unseal",
+		Short: "Re-wrap the root keys, the CA key and the gossip keys under a new unseal key",
+		Long: `Make a new unseal key and re-wrap under it everything the old one sealed: the
+secrets root keys, the CA private key and the gossip keyring. The leader
+first gives the new key to every manager over mutual TLS (each keeps it in
+<data-dir>/keystore/unseal.key.next, or only in memory when autolocked) and
+commits the re-wrapped records only when all have it; each manager then
+switches to it. If a manager is down the rotation is refused and nothing
+changes.
+
+For an autolocked cluster the new unlock key is printed once: keep it, the
+old one no longer unlocks anything.`,
+		Example: "  hive operator keyring rotate-unseal",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			out, err := c.Operator().RotateUnseal()
+			if err != nil {
+				return fmt.Errorf("rotating the unseal key: %w", err)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Unseal key rotated to %s on %d managers.\n", out.KeyID, out.Managers)
+			if out.UnlockKey != "" {
+				printUnlockKey(cmd.OutOrStdout(), cmd.ErrOrStderr(), out.UnlockKey)
+			}
+			return nil
+		},
+	}
+}
+
 // maxUnlockKeyFile bounds what --key-file reads: a key is under 100 bytes.
 const maxUnlockKeyFile = 4 << 10
 

@@ -30,7 +30,7 @@ func newOperatorCmd(g *globals) *cobra.Command {
 		Short: "Inspect and rotate the root key that wraps every secret's data key",
 		Long:  keyringLong,
 	}
-	keyring.AddCommand(newKeyringStatusCmd(g), newKeyringRotateCmd(g))
+	keyring.AddCommand(newKeyringStatusCmd(g), newKeyringRotateCmd(g), newKeyringRotateUnsealCmd(g))
 	cmd.AddCommand(raft, gossip, snap, keyring, newUnlockCmd(g))
 	return cmd
 }
