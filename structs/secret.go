@@ -40,8 +40,8 @@ type Secret struct {
 	RotationDueAt time.Time
 	// ExpiryNoted is set once the expiry event was raised.
 	ExpiryNoted bool
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 
 	CreateIndex uint64
 	ModifyIndex uint64
