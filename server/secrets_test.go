@@ -342,9 +342,14 @@ func TestAutolock(t *testing.T) {
 	}
 	t.Cleanup(s2.Shutdown)
 	c = newRawCaller(t, s2.APIAddr(), boot.CACertPEM, nil, false)
-	waitFor(t, 10*time.Second, "restarted manager leads", func() error {
+	// Leading is not enough: the log is applied after the new term's
+	// first commit, so wait until the state answers.
+	waitFor(t, 10*time.Second, "restarted manager leads with its state", func() error {
 		if !s2.IsLeader() {
 			return fmt.Errorf("not leader")
+		}
+		if r := c.call(t, "GET", "/v1/whoami", admin, nil); r.status != http.StatusOK {
+			return fmt.Errorf("whoami: %s", r)
 		}
 		return nil
 	})
