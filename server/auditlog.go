@@ -150,7 +150,9 @@ func (s *Server) auditRequest(rt route, r *http.Request, c *caller, w *recorder,
 	}
 	decision := audit.DecisionAllow
 	switch {
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+	case status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusTooManyRequests:
+		// A throttled login is a refusal too: brute force shows up in
+		// `hive audit tail --decision deny`.
 		decision = audit.DecisionDeny
 	case status >= 400:
 		decision = audit.DecisionError

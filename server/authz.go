@@ -305,7 +305,7 @@ func (s *Server) authorizeRoute(rt route, r *http.Request, c *caller) error {
 		if ns != "" {
 			where = "in namespace " + ns
 		}
-		return errorf(http.StatusForbidden, "forbidden", "%s may not %s %s %s; ask an administrator for a role that grants %s:%s (check with `hive auth can-i %s %s`)",
+		return errorf(http.StatusForbidden, "forbidden", "forbidden: %s may not %s %s %s; ask an administrator for a role that grants %s:%s (check with `hive auth can-i %s %s`)",
 			c, rt.perm.action, rt.perm.resource, where, rt.perm.resource, rt.perm.action, rt.perm.action, rt.perm.resource)
 	}
 	c.reason = fmt.Sprintf("role %s via %s (%s)", d.Role, d.Binding, d.Rule)

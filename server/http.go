@@ -126,6 +126,10 @@ const (
 	headerIndex     = "X-Hive-Index"
 	headerForwarded = "X-Hive-Forwarded"
 	headerFwdNode   = "X-Hive-Forwarded-Node"
+	// headerFwdFor carries the client's address through a forward, so the
+	// leader throttles logins and audits by the real source. It is
+	// trusted only on the internal port, from managers.
+	headerFwdFor = "X-Hive-Forwarded-For"
 	defaultMaxBody  = 1 << 20
 	maxQueryWait    = 5 * time.Minute
 	defaultWait     = time.Minute
@@ -273,6 +277,12 @@ func (s *Server) wrap(rt route, internal bool) http.HandlerFunc {
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		ac, err := s.authenticate(r, internal)
+		if err == nil && internal {
+			// A manager forwarding a request vouches for its source.
+			if src := r.Header.Get(headerFwdFor); src != "" {
+				r.RemoteAddr, ac.remote = src, src
+			}
+		}
 		if err != nil {
 			c.event, c.reason = audit.EventAuthentication, err.Error()
 			s.metrics.authFailures.WithLabelValues(authMethod(r)).Inc()
@@ -425,6 +435,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *caller) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Header.Set(headerForwarded, s.node.ID)
+			pr.Out.Header.Set(headerFwdFor, r.RemoteAddr)
 			pr.Out.Header.Del(headerFwdNode)
 			if c.nodeID != "" {
 				pr.Out.Header.Set(headerFwdNode, c.nodeID+"/"+string(c.nodeRole))
