@@ -538,7 +538,7 @@ func createToken(t *testing.T, c *Cluster, extra ...string) structs.JoinTokenCre
 	return resp
 }
 
-// findToken returns the join token id from `hive token ls`, or nil.
+// findToken returns the join token id from `hive join-token ls`, or nil.
 func findToken(t *testing.T, c *Cluster, id string) *structs.JoinTokenPublic {
 	t.Helper()
 	var toks []structs.JoinTokenPublic
