@@ -48,6 +48,13 @@ import (
 func TestRBAC(t *testing.T) {
 	began := time.Now()
 	c := NewCluster(t, 4)
+	// A lockout reachable in seconds: 6 failures lock, delays from 200ms.
+	c.DaemonArgs = func(_ *Host, role structs.Role) []string {
+		if role == structs.RoleManager {
+			return []string{"--login-lock-after", "6", "--login-delay", "200ms", "--login-lock-for", "10m"}
+		}
+		return nil
+	}
 	c.Bootstrap(3, 0)
 	managers := c.Managers()
 	other := c.Host(3) // runs no daemon: a client with an address of its own
@@ -336,6 +343,28 @@ func TestRBAC(t *testing.T) {
 			t.Fatalf("wrong password right after a delayed one: HTTP %d, want 429 or 403:\n%s", code, stderr)
 		}
 	}
+	// Keep failing, waiting out each delay, until dev is locked out: then
+	// even the right password is refused.
+	for i := 0; codes[len(codes)-1] != http.StatusForbidden; i++ {
+		if i > 10 {
+			t.Fatalf("never locked out after %d wrong passwords: %v", attempt, codes)
+		}
+		if codes[len(codes)-1] == http.StatusTooManyRequests {
+			time.Sleep(time.Until(retryUntil(t, stderr)) + 1100*time.Millisecond)
+		}
+		var code int
+		code, stderr = try()
+		codes = append(codes, code)
+		if code == http.StatusUnauthorized {
+			failures++
+		}
+	}
+	if !strings.Contains(stderr, "try again after") {
+		t.Errorf("lockout answer does not say until when: %s", stderr)
+	}
+	if _, stderr, err := c.CLIEnv(follower, map[string]string{"HIVE_CONFIG": scratch}, dev.password+"\n", "login", "--user", "dev", "--password-stdin"); err == nil || httpStatusIn(stderr) != http.StatusForbidden {
+		t.Errorf("the right password while locked out: err %v, %s", err, stderr)
+	}
 	t.Logf("wrong-password answers: %v", codes)
 	if err := os.Remove(scratch); err == nil {
 		t.Errorf("a refused login wrote a CLI config %s", scratch)
@@ -367,7 +396,7 @@ func TestRBAC(t *testing.T) {
 
 	// The leader recorded dev's failures in its audit log and metrics.
 	entries := readAuditEntries(t, leader)
-	var denied, devAuth int
+	var denied, devAuth, locked int
 	var throttled []rbacAuditEntry // refused logins not recorded as denials
 	for _, e := range entries {
 		if e.Event != "authentication" || e.Name != "dev" {
@@ -376,6 +405,9 @@ func TestRBAC(t *testing.T) {
 		devAuth++
 		if e.Decision == "deny" {
 			denied++
+		}
+		if e.Status == http.StatusForbidden && strings.Contains(e.Reason, "locked") {
+			locked++
 		}
 		if e.Status == http.StatusTooManyRequests && e.Decision != "deny" {
 			throttled = append(throttled, e)
@@ -387,7 +419,10 @@ func TestRBAC(t *testing.T) {
 		t.Errorf("leader's audit log: %d throttled logins for dev (status 429) recorded with decision %q, want deny; first: %+v",
 			len(throttled), throttled[0].Decision, throttled[0])
 	}
-	t.Logf("leader's audit log: %d authentication entries for dev, %d denied", devAuth, denied)
+	t.Logf("leader's audit log: %d authentication entries for dev, %d denied, %d refused as locked out", devAuth, denied, locked)
+	if locked == 0 {
+		t.Error("leader's audit log does not record the lockout")
+	}
 	if denied < failures {
 		t.Errorf("leader's audit log has %d authentication deny entries for dev; %d wrong passwords were answered 401", denied, failures)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/hivesec/hive/lockout"
 	"github.com/hivesec/hive/structs"
 )
 
@@ -53,6 +54,10 @@ type Config struct {
 	// start, e.g. on a tmpfs).
 	Autolock      bool
 	UnlockKeyFile string
+
+	// Login throttles and locks out failed password logins; zero fields
+	// take lockout.DefaultConfig's.
+	Login lockout.Config
 
 	// RootKeyRotation is how often the leader rotates the secrets root
 	// key on its own (default 30 days; negative: never).

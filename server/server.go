@@ -107,7 +107,7 @@ func newServer(cfg Config, node *identity.Node, certs *identity.Certs, unsealKey
 		writes:     make(chan *pendingWrite, 4096),
 		notifyCh:   make(chan bool, 16),
 		liveness:   newLiveness(cfg.HeartbeatTTL, cfg.DownGrace),
-		logins:     lockout.New(lockout.DefaultConfig(), nil),
+		logins:     lockout.New(cfg.Login, nil),
 		metrics:    newMetrics(),
 		rotateC:    make(chan struct{}, 1),
 		ctx:        ctx, cancel: cancel,

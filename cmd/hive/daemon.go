@@ -20,6 +20,7 @@ import (
 	"github.com/hivesec/hive/client"
 	"github.com/hivesec/hive/client/driver"
 	"github.com/hivesec/hive/identity"
+	"github.com/hivesec/hive/lockout"
 	"github.com/hivesec/hive/server"
 	"github.com/hivesec/hive/structs"
 )
@@ -61,6 +62,9 @@ type managerFlags struct {
 	auditPolicy     string
 	auditWebhook    string
 	rootKeyRotation time.Duration
+	loginLockAfter  int
+	loginLockFor    time.Duration
+	loginBaseDelay  time.Duration
 }
 
 // register adds the flags; suffix ends their help (" (managers)" where
@@ -70,6 +74,10 @@ func (m *managerFlags) register(cmd *cobra.Command, suffix string) {
 	fl.StringVar(&m.auditPolicy, "audit-policy", "", "HCL audit policy file saying which requests are recorded at which level (default: every request, metadata only)"+suffix)
 	fl.StringVar(&m.auditWebhook, "audit-webhook", "", "also send every audit entry to this http(s) URL"+suffix)
 	fl.DurationVar(&m.rootKeyRotation, "root-key-rotation", server.DefaultRootKeyRotation, "how often the leader replaces the secrets root key (0: never)"+suffix)
+	def := lockout.DefaultConfig()
+	fl.IntVar(&m.loginLockAfter, "login-lock-after", def.LockAfter, "failed logins (per user and per source address, within 15m) that lock it out; the first 3 are free, later ones wait --login-delay, doubling up to 30s"+suffix)
+	fl.DurationVar(&m.loginLockFor, "login-lock-for", def.LockFor, "how long a login lockout lasts"+suffix)
+	fl.DurationVar(&m.loginBaseDelay, "login-delay", def.BaseDelay, "wait imposed after the free failed logins, doubled on each further failure"+suffix)
 }
 
 // check validates the flags, reading the audit policy now so a mistake in
@@ -94,6 +102,12 @@ func (m *managerFlags) check() error {
 			return fmt.Errorf("invalid --audit-webhook %s: use an http:// or https:// URL, such as https://siem.example.com/hive", shown)
 		}
 	}
+	if m.loginLockAfter < 4 || m.loginLockAfter > 1000 {
+		return fmt.Errorf("invalid --login-lock-after %d: use 4-1000 (the first 3 failures are free)", m.loginLockAfter)
+	}
+	if m.loginLockFor < time.Second || m.loginBaseDelay < time.Millisecond || m.loginBaseDelay > time.Minute {
+		return fmt.Errorf("invalid --login-lock-for %s or --login-delay %s: use at least 1s and 1ms-1m", m.loginLockFor, m.loginBaseDelay)
+	}
 	if m.rootKeyRotation < 0 || m.rootKeyRotation > 0 && m.rootKeyRotation < time.Minute {
 		return fmt.Errorf("invalid --root-key-rotation %s: use at least 1m, such as 720h, or 0 for never", m.rootKeyRotation)
 	}
@@ -103,6 +117,8 @@ func (m *managerFlags) check() error {
 // apply sets the flags in a manager's config.
 func (m *managerFlags) apply(cfg *server.Config) {
 	cfg.AuditPolicyFile, cfg.AuditWebhook = m.auditPolicy, m.auditWebhook
+	cfg.Login = lockout.DefaultConfig()
+	cfg.Login.LockAfter, cfg.Login.LockFor, cfg.Login.BaseDelay = m.loginLockAfter, m.loginLockFor, m.loginBaseDelay
 	cfg.RootKeyRotation = m.rootKeyRotation
 	if m.rootKeyRotation == 0 {
 		cfg.RootKeyRotation = -1 // the server reads 0 as its default
