@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hivesec/hive/audit"
@@ -34,14 +35,16 @@ const bootstrapTokenName = "bootstrap admin"
 var verifySlots = make(chan struct{}, 2)
 
 // dummyHash is verified against when the user does not exist, so a login
-// takes as long for an unknown name as for a wrong password.
-var dummyHash = func() string {
+// takes as long for an unknown name as for a wrong password. It is made on
+// first use: every hive process (the CLI, `hive secret-exec` inside a
+// task's memory limit) links this package, and argon2id costs 64 MiB.
+var dummyHash = sync.OnceValue(func() string {
 	h, err := passwd.Hash("hive-dummy-password-for-timing")
 	if err != nil {
 		return ""
 	}
 	return h
-}()
+})
 
 // newToken makes a token record and its secret.
 func newToken(kind, name, subject, createdBy string, ttl time.Duration, now time.Time) (*structs.ACLToken, string, error) {
@@ -125,7 +128,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, c *caller) 
 		return nil, errorf(http.StatusTooManyRequests, "throttled", "too many failed logins; wait until %s and try again", re.Until.UTC().Format(time.RFC3339))
 	}
 	u := s.fsm.State().Snapshot().User(nil, req.User)
-	hash := dummyHash
+	hash := dummyHash()
 	if u != nil {
 		hash = u.PasswordHash
 	}
