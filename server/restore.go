@@ -24,7 +24,8 @@ import (
 // in no snapshot: without it a snapshot is useless to whoever holds it, and
 // the restore refuses. With it, the new manager becomes a member of the
 // same cluster (same ID, same CA, same tokens and secrets) and the first of
-// its new managers; the old members stay listed until `hive node remove`.
+// its new managers; the old managers are removed and their certificates
+// revoked, while the old workers stay listed (they rejoin with a token).
 
 // ErrUnsealKeyRequired is returned for a restore without the unseal key.
 var ErrUnsealKeyRequired = errors.New("restoring a snapshot into a new cluster needs the unseal key of the cluster it came from (its unlock key, or the contents of a manager's keystore/unseal.key): give it with --unlock-key-file")
@@ -138,6 +139,17 @@ func InitFromSnapshot(cfg Config, path string, unsealKey []byte) (*Server, error
 	}
 	if _, err := s.apply(fsm.NodeRegisterType, reg); err != nil {
 		return fail(fmt.Errorf("register this manager: %w", err))
+	}
+	// The old managers are gone (or must be treated as gone): remove them
+	// and revoke their certificates, so that one still running can never
+	// gossip its way back into this cluster's Raft configuration.
+	for _, n := range s.fsm.State().Snapshot().Nodes(nil) {
+		if n.Role != structs.RoleManager || n.ID == nodeID {
+			continue
+		}
+		if _, err := s.apply(fsm.NodeRemoveType, &fsm.NodeRemoveRequest{NodeID: n.ID, Now: now}); err != nil {
+			return fail(fmt.Errorf("remove old manager %s: %w", n.ID, err))
+		}
 	}
 	s.raiseEvent(now, structs.EventSnapshotRestored, a.Meta.ID, fmt.Sprintf("cluster %s rebuilt from snapshot %s (index %d) on new manager %s", cluster.ClusterID, a.Meta.ID, a.Meta.Index, nodeID))
 	if err := node.Save(cfg.DataDir); err != nil {

@@ -430,6 +430,16 @@ func TestRestoreIntoFreshCluster(t *testing.T) {
 	if r := c.call(t, "POST", "/v1/secret/new?namespace=default", bearer(e.admin), mustJSON(t, structs.SecretRequest{Data: map[string]string{"k": "v"}})); r.status != http.StatusOK {
 		t.Errorf("new secret after restore: %s", r)
 	}
+	// Only the new manager is left; the old one's certificate is revoked.
+	var managers []string
+	for _, n := range s.fsm.State().Snapshot().Nodes(nil) {
+		if n.Role == structs.RoleManager {
+			managers = append(managers, n.ID)
+		}
+	}
+	if len(managers) != 1 || managers[0] != s.node.ID {
+		t.Errorf("managers after restore: %v, want only %s", managers, s.node.ID)
+	}
 }
 
 // TestRotateUnseal re-wraps everything under a new unseal key on a
