@@ -115,6 +115,21 @@ func (j *Jobs) Revert(ns, id string, version uint64) (*structs.JobRegisterRespon
 	return &out, nil
 }
 
+// Promote ends the canary phase of the job's running deployment: the rest
+// of the update then rolls, the canaries counting as updated. Every canary
+// must be healthy. The answer names the evaluation that continues the
+// rollout.
+func (j *Jobs) Promote(ns, id string) (*structs.JobRegisterResponse, error) {
+	if err := checkID("job ID", id); err != nil {
+		return nil, err
+	}
+	var out structs.JobRegisterResponse
+	if err := j.c.write(http.MethodPost, jobPath(ns, id, "/promote", nil), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Deregister stops a job: its allocations are stopped and the job stays,
 // marked stopped, for its history; with purge it is removed altogether.
 func (j *Jobs) Deregister(ns, id string, purge bool) (*structs.JobRegisterResponse, error) {

@@ -165,10 +165,20 @@ func TestSecrets(t *testing.T) {
 	if watcher.starts != 1 {
 		t.Errorf("watcher (change_mode noop) started %d times, want once", watcher.starts)
 	}
-	after, err := allocStatus(c, alloc.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The worker reports task states asynchronously: the restarted task
+	// may print before its new start reaches the managers.
+	var after *structs.Allocation
+	c.WaitFor(30*time.Second, "the app task's restart reported", func() error {
+		a, err := allocStatus(c, alloc.ID)
+		if err != nil {
+			return err
+		}
+		after = a
+		if st := a.TaskStates["app"]; st == nil || st.State != structs.TaskRunning || !st.StartedAt.After(appBefore.StartedAt) {
+			return fmt.Errorf("app task not yet reported running after its restart")
+		}
+		return nil
+	})
 	appAfter, watcherAfter := after.TaskStates["app"], after.TaskStates["watcher"]
 	if appAfter.Restarts != appBefore.Restarts+1 || !appAfter.StartedAt.After(appBefore.StartedAt) || appAfter.State != structs.TaskRunning {
 		t.Errorf("app after the update: %s restarts %d started %v; before: restarts %d started %v; want one more restart and a later start",

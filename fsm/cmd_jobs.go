@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/hivesec/hive/fsm/state"
@@ -71,6 +72,11 @@ type DeploymentUpdateRequest struct {
 	Status            string // empty: unchanged
 	StatusDescription string
 	AllocHealth       map[string]bool
+	// Promote ends the canary phase of every group that has one (`hive job
+	// promote`, or the watcher for auto_promote). The caller checks that
+	// the canaries are healthy; a deployment no longer running is left as
+	// it is.
+	Promote bool
 	// Eval, when set, is created in the same entry (a rolling-update
 	// evaluation to place the next batch).
 	Eval *structs.Evaluation
@@ -389,8 +395,23 @@ func mergeHealth(next, old map[string]*structs.DeploymentState) map[string]*stru
 		cp := *st
 		if o := old[g]; o != nil {
 			cp.HealthyAllocs, cp.UnhealthyAllocs = o.HealthyAllocs, o.UnhealthyAllocs
+			// A plan computed before a promotion does not undo it, nor
+			// forget canaries another plan placed.
+			cp.Promoted = cp.Promoted || o.Promoted
+			cp.PlacedCanaries = unionIDs(o.PlacedCanaries, cp.PlacedCanaries)
 		}
 		out[g] = &cp
+	}
+	return out
+}
+
+// unionIDs is a followed by the IDs of b not in a.
+func unionIDs(a, b []string) []string {
+	out := append([]string(nil), a...)
+	for _, id := range b {
+		if !slices.Contains(a, id) {
+			out = append(out, id)
+		}
 	}
 	return out
 }
@@ -461,6 +482,13 @@ func applyDeploymentUpdate(txn *state.Txn, buf []byte) (any, error) {
 	}
 	if req.Status != "" && d.Status == structs.DeploymentRunning {
 		cp.Status, cp.StatusDescription = req.Status, req.StatusDescription
+	}
+	if req.Promote && d.Status == structs.DeploymentRunning {
+		for _, st := range cp.Groups {
+			if st.DesiredCanaries > 0 {
+				st.Promoted = true
+			}
+		}
 	}
 	cp.ModifyTime = req.Now
 	if err := txn.UpsertDeployment(&cp); err != nil {

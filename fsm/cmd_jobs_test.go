@@ -131,6 +131,46 @@ func TestPlanApplyLinksReplacementsAndKeepsClientState(t *testing.T) {
 	}
 }
 
+// TestDeploymentPromote: a promotion marks the groups with canaries, and a
+// plan computed before it neither undoes it nor forgets canaries.
+func TestDeploymentPromote(t *testing.T) {
+	f := populated(t)
+	idx := uint64(100)
+	next := func() uint64 { idx++; return idx }
+	job := f.State().Snapshot().Job(nil, "team-a", "web")
+	d := &structs.Deployment{ID: "d2", Namespace: "team-a", JobID: "web", JobVersion: job.Version, Status: structs.DeploymentRunning,
+		Groups: map[string]*structs.DeploymentState{
+			"web":   {DesiredTotal: 1, DesiredCanaries: 1, PlacedCanaries: []string{"c1"}},
+			"other": {DesiredTotal: 1},
+		}}
+	mustApply(t, f, next(), PlanApplyType, &PlanApplyRequest{EvalID: "e3", Now: t0, Deployment: d})
+	e := testEval("p1", "team-a", "web")
+	e.TriggeredBy = structs.EvalTriggerPromotion
+	mustApply(t, f, next(), DeploymentUpdateType, &DeploymentUpdateRequest{DeploymentID: "d2", Promote: true, Eval: e, Now: t0})
+	got := f.State().Snapshot().Deployment(nil, "d2")
+	if !got.Groups["web"].Promoted || got.Groups["other"].Promoted || f.State().Snapshot().Eval(nil, "p1") == nil {
+		t.Fatalf("after promote: %+v %+v", got.Groups["web"], got.Groups["other"])
+	}
+	// The stale plan knew one canary and no promotion; another placed c2.
+	stale := *d
+	stale.Groups = map[string]*structs.DeploymentState{
+		"web":   {DesiredTotal: 1, DesiredCanaries: 1, PlacedCanaries: []string{"c1", "c2"}},
+		"other": {DesiredTotal: 1},
+	}
+	mustApply(t, f, next(), PlanApplyType, &PlanApplyRequest{EvalID: "e3", Now: t0, Deployment: &stale})
+	got = f.State().Snapshot().Deployment(nil, "d2")
+	if st := got.Groups["web"]; !st.Promoted || len(st.PlacedCanaries) != 2 || st.PlacedCanaries[1] != "c2" {
+		t.Fatalf("after a stale plan: %+v", st)
+	}
+	// A finished deployment is not promoted.
+	mustApply(t, f, next(), DeploymentUpdateType, &DeploymentUpdateRequest{DeploymentID: "d1", Promote: true, Now: t0})
+	for g, st := range f.State().Snapshot().Deployment(nil, "d1").Groups {
+		if st.Promoted {
+			t.Fatalf("finished deployment's group %s promoted", g)
+		}
+	}
+}
+
 func TestJobCommandsRefuseBadInput(t *testing.T) {
 	cases := []struct {
 		name string

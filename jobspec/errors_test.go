@@ -300,7 +300,8 @@ func TestDefaults(t *testing.T) {
 	src := `
 job "d" {
   update {
-    canary = 2
+    canary       = 2
+    auto_promote = true
   }
   group "a" {
     restart {
@@ -315,7 +316,10 @@ job "d" {
     }
   }
   group "b" {
-    update { max_parallel = 4 }
+    update {
+      max_parallel = 4
+      auto_promote = false
+    }
     task "t" {
       config { image = "x" }
     }
@@ -329,14 +333,14 @@ job "d" {
 	if job.ID != "d" || job.Name != "d" || job.Namespace != "default" || job.Type != "service" || job.Priority != 50 {
 		t.Errorf("job defaults: %+v", job)
 	}
-	if job.Update == nil || job.Update.Canary != 2 || job.Update.MaxParallel != 1 || job.Update.MinHealthyTime.String() != "10s" {
+	if job.Update == nil || job.Update.Canary != 2 || !job.Update.AutoPromote || job.Update.MaxParallel != 1 || job.Update.MinHealthyTime.String() != "10s" {
 		t.Errorf("job update: %+v", job.Update)
 	}
 	a, b := job.Groups[0], job.Groups[1]
 	if a.Count != 1 || a.Update == nil || *a.Update != *job.Update {
 		t.Errorf("group a: count %d update %+v", a.Count, a.Update)
 	}
-	if b.Update.MaxParallel != 4 || b.Update.Canary != 2 {
+	if b.Update.MaxParallel != 4 || b.Update.Canary != 2 || b.Update.AutoPromote {
 		t.Errorf("group b update %+v", b.Update)
 	}
 	if a.Update == job.Update || b.Update == job.Update {

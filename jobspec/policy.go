@@ -11,11 +11,10 @@ import (
 
 var updateSchema = &schema{
 	name:  "update block",
-	attrs: []string{"max_parallel", "min_healthy_time", "healthy_deadline", "auto_revert", "canary", "health_check"},
+	attrs: []string{"max_parallel", "min_healthy_time", "healthy_deadline", "auto_revert", "canary", "auto_promote", "health_check"},
 	ignored: map[string]string{
 		"progress_deadline": "a deployment fails when an allocation misses healthy_deadline",
 		"stagger":           "deprecated in Nomad; Hive waits min_healthy_time between batches",
-		"auto_promote":      "Hive promotes canaries once they are healthy",
 	},
 }
 
@@ -29,6 +28,7 @@ func (d *decoder) update(b *hclsyntax.Block, base *structs.UpdateStrategy) *stru
 	d.duration(c.attrs["healthy_deadline"], &u.HealthyDeadline)
 	d.boolean(c.attrs["auto_revert"], &u.AutoRevert)
 	d.integer(c.attrs["canary"], 0, math.MaxInt32, &u.Canary)
+	d.boolean(c.attrs["auto_promote"], &u.AutoPromote)
 	var hc string
 	if a := c.attrs["health_check"]; a != nil && d.str(a, &hc) {
 		switch hc {

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,8 @@ const (
 	descRescheduled  = "alloc rescheduled because it failed"
 	descMigrated     = "alloc migrated: its node is draining"
 	descUpdated      = "alloc replaced by a new job version"
+	descCanaryStale  = "alloc not needed: canary of a deployment that was not promoted"
+	descByCanary     = "alloc replaced by a promoted canary"
 )
 
 // reconciler compares a job's allocations with what the job asks for. It
@@ -56,6 +59,7 @@ type placeReq struct {
 	stopDesc   string
 	avoidPrev  bool // rescheduled: prefer another node
 	reschedule bool // carry RescheduleTimes forward, plus now
+	canary     bool // placed beside the old allocations, replaces nothing yet
 }
 
 type groupResult struct {
@@ -65,7 +69,7 @@ type groupResult struct {
 	// deployment state of the group, when it is part of one
 	dstate *structs.DeploymentState
 
-	stopped, lost, rescheduleNow, rescheduleLater, migrate, destructive, ignored int
+	stopped, lost, rescheduleNow, rescheduleLater, migrate, destructive, ignored, canaries int
 }
 
 type reconcileResult struct {
@@ -193,6 +197,8 @@ func copyDeployment(d *structs.Deployment) *structs.Deployment {
 	cp.Groups = make(map[string]*structs.DeploymentState, len(d.Groups))
 	for k, v := range d.Groups {
 		s := *v
+		// The scheduler appends to it: the stored deployment must not see.
+		s.PlacedCanaries = slices.Clone(v.PlacedCanaries)
 		cp.Groups[k] = &s
 	}
 	return &cp
@@ -220,10 +226,24 @@ type slot struct {
 func (r *reconciler) group(res *reconcileResult, tg *structs.TaskGroup, allocs []*structs.Allocation) *groupResult {
 	g := &groupResult{tg: tg}
 	policy := reschedulePolicy(r.job, tg)
+	ds, strategy := r.groupDeployment(res, tg)
+	stale := r.staleCanaries(res, tg)
+	// Until its deployment is promoted a canary stands apart: it holds no
+	// slot of the group and replaces nothing yet.
+	var canaries []*structs.Allocation
 	var slots []*slot
 	taken := map[int]bool{}
 	for _, a := range allocs {
 		if a.DesiredStatus != structs.AllocDesiredRun {
+			continue
+		}
+		if stale[a.ID] {
+			res.stops = append(res.stops, stopReq{alloc: a, desc: descCanaryStale})
+			g.stopped++
+			continue
+		}
+		if ds != nil && !ds.Promoted && a.Canary && a.DeploymentID == res.deployment.ID {
+			canaries = append(canaries, a)
 			continue
 		}
 		s := &slot{a: a, index: nameIndex(a.Name)}
@@ -253,19 +273,48 @@ func (r *reconciler) group(res *reconcileResult, tg *structs.TaskGroup, allocs [
 		slots = append(slots, s)
 	}
 	// Stable order: by index, then creation, so duplicates are decided the
-	// same way every time.
+	// same way every time. A promoted canary shares its index with the
+	// allocation it replaces and comes first: the other is the duplicate.
+	promoted := func(a *structs.Allocation) bool { return a.Canary && a.JobVersion == r.job.Version }
 	sort.SliceStable(slots, func(i, j int) bool {
 		if slots[i].index != slots[j].index {
 			return slots[i].index < slots[j].index
 		}
+		if pi, pj := promoted(slots[i].a), promoted(slots[j].a); pi != pj {
+			return pi
+		}
 		return slots[i].a.CreateIndex < slots[j].a.CreateIndex
 	})
+	// In index order the holder of a duplicate's index is the last slot
+	// that took an index.
+	var holder *slot
+	var byCanary map[*slot]bool
 	for _, s := range slots {
 		if s.index < 0 || taken[s.index] {
 			s.dup = true
+			if holder != nil && holder.index == s.index && promoted(holder.a) && s.a.JobVersion != r.job.Version {
+				if byCanary == nil {
+					byCanary = map[*slot]bool{}
+				}
+				byCanary[s] = true
+			}
 			continue
 		}
 		taken[s.index] = true
+		holder = s
+	}
+	// What a promoted canary replaces stops now, whatever the count.
+	if len(byCanary) > 0 {
+		kept := slots[:0]
+		for _, s := range slots {
+			if byCanary[s] {
+				res.stops = append(res.stops, stopReq{alloc: s.a, desc: descByCanary})
+				g.stopped++
+				continue
+			}
+			kept = append(kept, s)
+		}
+		slots = kept
 	}
 
 	// Too many: stop the ones out of range or without a proper index
@@ -316,7 +365,21 @@ func (r *reconciler) group(res *reconcileResult, tg *structs.TaskGroup, allocs [
 		slots = kept
 	}
 
-	ds, strategy := r.groupDeployment(res, tg)
+	// A new deployment that replaces allocations destructively starts
+	// with canaries when the strategy asks for them; the canary phase lasts
+	// until the deployment is promoted.
+	canarying := false
+	if ds != nil {
+		if res.deploymentNew && strategy.Canary > 0 && ds.DesiredCanaries == 0 && r.needsReplacing(tg, slots) {
+			// More canaries than count would only be stopped at promotion.
+			ds.DesiredCanaries = min(strategy.Canary, tg.Count)
+			res.deployment.StatusDescription = "Deployment is running: canaries wait for promotion (hive job promote)"
+			if strategy.AutoPromote {
+				res.deployment.StatusDescription = "Deployment is running: canaries are promoted once healthy"
+			}
+		}
+		canarying = ds.NeedsPromotion()
+	}
 
 	// Drains move at most max_parallel allocations of a group at a time,
 	// as Nomad's drainer: a migration is in flight from the moment its
@@ -367,8 +430,13 @@ func (r *reconciler) group(res *reconcileResult, tg *structs.TaskGroup, allocs [
 		res.drainFollowUps = append(res.drainFollowUps, nextHealthy)
 	}
 
-	// Missing: lowest free indexes first.
-	for i, n := 0, tg.Count-len(slots); n > 0; i++ {
+	if canarying {
+		r.placeCanaries(res, g, ds, canaries, slots, allocs)
+	}
+
+	// Missing: lowest free indexes first. A scale-up waits for the
+	// promotion: its allocations are of the new version.
+	for i, n := 0, tg.Count-len(slots); n > 0 && !canarying; i++ {
 		if !taken[i] {
 			taken[i] = true
 			g.place = append(g.place, placeReq{name: allocName(r.jobID, tg.Name, i), index: i})
@@ -381,7 +449,7 @@ func (r *reconciler) group(res *reconcileResult, tg *structs.TaskGroup, allocs [
 	limit := len(update)
 	if strategy != nil {
 		limit = 0
-		if ds != nil {
+		if ds != nil && !canarying {
 			limit = strategy.MaxParallel
 			for _, a := range allocs {
 				if a.DeploymentID == res.deployment.ID && a.Group == tg.Name && a.Healthy != nil && !*a.Healthy {
@@ -417,6 +485,85 @@ func (r *reconciler) group(res *reconcileResult, tg *structs.TaskGroup, allocs [
 	}
 	g.dstate = ds
 	return g
+}
+
+// staleCanaries are the live canaries of the job's latest deployment, of
+// group tg, that will never be promoted: the deployment failed, or another
+// one (a newer job version) took its place. Nomad stops them too.
+func (r *reconciler) staleCanaries(res *reconcileResult, tg *structs.TaskGroup) map[string]bool {
+	d := r.deployment
+	if d == nil || (res.deployment != nil && res.deployment.ID == d.ID) {
+		return nil
+	}
+	st := d.Groups[tg.Name]
+	if st == nil || st.Promoted || len(st.PlacedCanaries) == 0 {
+		return nil
+	}
+	out := make(map[string]bool, len(st.PlacedCanaries))
+	for _, id := range st.PlacedCanaries {
+		out[id] = true
+	}
+	return out
+}
+
+// replaces reports whether s's allocation needs a destructive update to
+// the job's version.
+func (r *reconciler) replaces(tg *structs.TaskGroup, s *slot) bool {
+	a := s.a
+	return (s.kind == kindRunning || s.kind == kindMigrate) && a.JobVersion != r.job.Version &&
+		!(tasksEqual(a.Tasks, tg.Tasks) && r.inPlaceOK(a, tg))
+}
+
+func (r *reconciler) needsReplacing(tg *structs.TaskGroup, slots []*slot) bool {
+	for _, s := range slots {
+		if r.replaces(tg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// placeCanaries tops the group's canaries up to the desired number. A lost
+// canary is replaced; a failed or unhealthy one is not (the deployment
+// watcher fails the deployment). Canaries take the names of allocations
+// they will replace, lowest index first, so that promotion stops those.
+func (r *reconciler) placeCanaries(res *reconcileResult, g *groupResult, ds *structs.DeploymentState,
+	canaries []*structs.Allocation, slots []*slot, allocs []*structs.Allocation) {
+	held := map[int]bool{}
+	n := 0
+	for _, a := range canaries {
+		if node := r.node(a.NodeID); a.ClientStatus == structs.AllocLost || node == nil || node.Status == structs.NodeStatusDown {
+			res.stops = append(res.stops, stopReq{alloc: a, desc: descLost, clientStatus: structs.AllocLost})
+			g.lost++
+			continue
+		}
+		held[nameIndex(a.Name)] = true
+		n++
+	}
+	if n >= ds.DesiredCanaries {
+		return
+	}
+	for _, a := range allocs {
+		if a.DeploymentID == res.deployment.ID && a.Healthy != nil && !*a.Healthy {
+			return // failing: the watcher ends the deployment
+		}
+	}
+	var idx []int
+	for _, s := range slots { // by index
+		if !s.dup && s.index < g.tg.Count && !held[s.index] && r.replaces(g.tg, s) {
+			idx = append(idx, s.index)
+			held[s.index] = true
+		}
+	}
+	for i := 0; i < g.tg.Count; i++ {
+		if !held[i] {
+			idx = append(idx, i)
+		}
+	}
+	for _, i := range idx[:min(len(idx), ds.DesiredCanaries-n)] {
+		g.place = append(g.place, placeReq{name: allocName(r.jobID, g.tg.Name, i), index: i, canary: true})
+		g.canaries++
+	}
 }
 
 // migrationsInFlight counts the group's migrations that are not over: live
@@ -513,7 +660,7 @@ func (r *reconciler) groupDeployment(res *reconcileResult, tg *structs.TaskGroup
 	}
 	ds := res.deployment.Groups[tg.Name]
 	if ds == nil {
-		ds = &structs.DeploymentState{AutoRevert: u.AutoRevert, DesiredTotal: tg.Count}
+		ds = &structs.DeploymentState{AutoRevert: u.AutoRevert, AutoPromote: u.AutoPromote, DesiredTotal: tg.Count}
 		res.deployment.Groups[tg.Name] = ds
 	}
 	return ds, u

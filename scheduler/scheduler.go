@@ -194,8 +194,8 @@ func Schedule(st State, eval *structs.Evaluation, opts Options) (*Result, error)
 				}
 			}
 		}
-		desc = append(desc, fmt.Sprintf("%s: place %d (lost %d, rescheduled %d, migrated %d, updated %d), in-place %d, stop %d, failed %d, reschedule later %d",
-			tg.Name, placed, g.lost, g.rescheduleNow, g.migrate, g.destructive, len(g.inPlace), g.stopped, failed, g.rescheduleLater))
+		desc = append(desc, fmt.Sprintf("%s: place %d (lost %d, rescheduled %d, migrated %d, updated %d, canaries %d), in-place %d, stop %d, failed %d, reschedule later %d",
+			tg.Name, placed, g.lost, g.rescheduleNow, g.migrate, g.destructive, g.canaries, len(g.inPlace), g.stopped, failed, g.rescheduleLater))
 	}
 
 	followUp := func(at time.Time, trigger string) {
@@ -282,6 +282,10 @@ func placeGroup(ctx *evalCtx, stk *stack, plan *structs.Plan, eval *structs.Eval
 		}
 		if g.dstate != nil && d != nil {
 			a.DeploymentID = d.ID
+			if p.canary {
+				a.Canary = true
+				g.dstate.PlacedCanaries = append(g.dstate.PlacedCanaries, a.ID)
+			}
 		}
 		if p.prev != nil {
 			a.PreviousAllocation = p.prev.ID

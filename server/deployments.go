@@ -19,6 +19,10 @@ import (
 // evaluation so the scheduler places the next batch; an unhealthy
 // allocation fails the deployment (and, with auto_revert, registers the
 // job's last stable version); all wanted allocations healthy completes it.
+//
+// A group with canaries waits for promotion before the scheduler replaces
+// anything: the deployment is not complete while it waits, and with
+// auto_promote the watcher promotes it once every canary is healthy.
 
 const deploymentWatchInterval = time.Second
 
@@ -99,6 +103,7 @@ func (s *Server) checkDeployment(snap *state.Snapshot, d *structs.Deployment, no
 		return err
 	}
 	healthy := map[string]int{}
+	canaries := map[string]int{} // healthy canaries that still run
 	var failure string
 	progress := false
 	for _, a := range snap.AllocsByJob(nil, d.Namespace, d.JobID) {
@@ -108,6 +113,9 @@ func (s *Server) checkDeployment(snap *state.Snapshot, d *structs.Deployment, no
 		if a.Healthy != nil {
 			if *a.Healthy {
 				healthy[a.Group]++
+				if a.Canary && a.DesiredStatus == structs.AllocDesiredRun && !a.Terminal() {
+					canaries[a.Group]++
+				}
 			}
 			continue
 		}
@@ -121,6 +129,9 @@ func (s *Server) checkDeployment(snap *state.Snapshot, d *structs.Deployment, no
 		req.AllocHealth[a.ID] = h
 		if h {
 			healthy[a.Group]++
+			if a.Canary {
+				canaries[a.Group]++
+			}
 			progress = true
 		} else if failure == "" {
 			failure = why
@@ -128,22 +139,38 @@ func (s *Server) checkDeployment(snap *state.Snapshot, d *structs.Deployment, no
 	}
 	done := true
 	autoRevert := false
+	// waiting: some group is in its canary phase; ready: every such group
+	// has all its canaries healthy; auto: every such group auto-promotes.
+	waiting, ready, auto := false, true, true
 	for g, st := range d.Groups {
-		if healthy[g] < st.DesiredTotal {
+		if healthy[g] < st.DesiredTotal || st.NeedsPromotion() {
 			done = false
 		}
 		autoRevert = autoRevert || st.AutoRevert
+		if st.NeedsPromotion() {
+			waiting = true
+			ready = ready && canaries[g] >= st.DesiredCanaries
+			auto = auto && st.AutoPromote
+		}
 	}
+	const manual = "Deployment is running but requires promotion: every canary is healthy (hive job promote)"
 	switch {
 	case failure != "":
 		req.Status, req.StatusDescription = structs.DeploymentFailed, "failed: "+failure
 	case done:
 		req.Status, req.StatusDescription = structs.DeploymentSuccessful, "all allocations are healthy"
+	case waiting && ready && auto:
+		req.Promote = true
+		req.Status, req.StatusDescription = structs.DeploymentRunning, "Deployment is running: canaries promoted automatically"
+		req.Eval = newEval(d.Namespace, d.JobID, structs.EvalTriggerPromotion, job, now)
+		req.Eval.DeploymentID = d.ID
+	case waiting && ready && d.StatusDescription != manual:
+		req.Status, req.StatusDescription = structs.DeploymentRunning, manual
 	case progress:
 		req.Eval = newEval(d.Namespace, d.JobID, structs.EvalTriggerRollingUpdate, job, now)
 		req.Eval.DeploymentID = d.ID
 	}
-	if len(req.AllocHealth) == 0 && req.Status == "" && req.Eval == nil {
+	if len(req.AllocHealth) == 0 && req.Status == "" && req.Eval == nil && !req.Promote {
 		return nil
 	}
 	if _, err := s.apply(fsm.DeploymentUpdateType, req); err != nil {

@@ -129,10 +129,10 @@ const (
 	// headerFwdFor carries the client's address through a forward, so the
 	// leader throttles logins and audits by the real source. It is
 	// trusted only on the internal port, from managers.
-	headerFwdFor = "X-Hive-Forwarded-For"
-	defaultMaxBody  = 1 << 20
-	maxQueryWait    = 5 * time.Minute
-	defaultWait     = time.Minute
+	headerFwdFor   = "X-Hive-Forwarded-For"
+	defaultMaxBody = 1 << 20
+	maxQueryWait   = 5 * time.Minute
+	defaultWait    = time.Minute
 )
 
 // routes is the API. Every route that a user calls names the permission
@@ -192,6 +192,7 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/job/{id}/plan", authUser, forwardAlways, 0, s.handleJobPlan, pb("job", "read", bodyNamespace("job"))},
 		{"GET", "/v1/job/{id}/versions", authUser, forwardConsistent, 0, s.handleJobVersions, p("job", "read", nsAndName("id"))},
 		{"POST", "/v1/job/{id}/revert", authUser, forwardAlways, 0, s.handleJobRevert, p("job", "update", nsAndName("id"))},
+		{"POST", "/v1/job/{id}/promote", authUser, forwardAlways, 0, s.handleJobPromote, p("job", "update", nsAndName("id"))},
 		{"GET", "/v1/job/{id}/allocations", authUser, forwardConsistent, 0, s.handleJobAllocs, p("alloc", "list", nsAndName("id"))},
 		{"GET", "/v1/job/{id}/evaluations", authUser, forwardConsistent, 0, s.handleJobEvals, p("evaluation", "list", nsAndName("id"))},
 		{"GET", "/v1/job/{id}/deployment", authUser, forwardConsistent, 0, s.handleJobDeployment, p("deployment", "read", nsAndName("id"))},

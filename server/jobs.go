@@ -2,8 +2,11 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -237,6 +240,7 @@ func (s *Server) handleJobPlan(_ http.ResponseWriter, r *http.Request, _ *caller
 	}
 	touched := map[string]bool{}
 	stopped := map[string]bool{}
+	canaries := map[string]int{}
 	if p := res.Plan; p != nil {
 		out.FailedTGAllocs = p.FailedTGAllocs
 		for _, allocs := range p.NodeUpdate {
@@ -249,6 +253,9 @@ func (s *Server) handleJobPlan(_ http.ResponseWriter, r *http.Request, _ *caller
 		for _, allocs := range p.NodeAllocation {
 			for _, a := range allocs {
 				touched[a.ID] = true
+				if a.Canary {
+					canaries[a.Group]++
+				}
 				switch {
 				case snap.Alloc(nil, a.ID) != nil:
 					group(a.Group).InPlace++
@@ -271,6 +278,21 @@ func (s *Server) handleJobPlan(_ http.ResponseWriter, r *http.Request, _ *caller
 	for _, a := range snap.AllocsByJob(nil, j.Namespace, j.ID) {
 		if live(a) && !touched[a.ID] {
 			group(a.Group).Ignore++
+		}
+	}
+	// The plan's counts have no canary column: say it in words.
+	if d := res.Plan.Deployment; d != nil {
+		for _, name := range slices.Sorted(maps.Keys(d.Groups)) {
+			st := d.Groups[name]
+			if !st.NeedsPromotion() {
+				continue
+			}
+			then := fmt.Sprintf("`hive job promote %s`", j.ID)
+			if st.AutoPromote {
+				then = "every canary being healthy (auto_promote)"
+			}
+			out.Warnings = append(out.Warnings, fmt.Sprintf("group %q: %d of %d canaries placed (counted in PLACE) beside the current allocations; the rest of the update waits for %s",
+				name, canaries[name], st.DesiredCanaries, then))
 		}
 	}
 	return out, nil
@@ -411,6 +433,52 @@ func (s *Server) handleJobRevert(_ http.ResponseWriter, r *http.Request, _ *call
 	cp := *old
 	cp.Stop = false
 	return s.registerJob(&cp, structs.EvalTriggerJobRegister)
+}
+
+// handleJobPromote ends the canary phase of the job's running deployment:
+// the scheduler then rolls the rest of the update, the canaries counting as
+// updated. As in Nomad, every canary must be healthy first.
+func (s *Server) handleJobPromote(_ http.ResponseWriter, r *http.Request, _ *caller) (any, error) {
+	snap := s.fsm.State().Snapshot()
+	j, err := s.jobFromPath(snap, nil, r)
+	if err != nil {
+		return nil, err
+	}
+	d := snap.LatestDeployment(nil, j.Namespace, j.ID)
+	if d == nil || d.Status != structs.DeploymentRunning || d.JobVersion != j.Version {
+		return nil, badRequest("job %q has no running deployment to promote; see `hive job status %s`", j.ID, j.ID)
+	}
+	waiting := 0
+	for _, name := range slices.Sorted(maps.Keys(d.Groups)) {
+		st := d.Groups[name]
+		if !st.NeedsPromotion() {
+			continue
+		}
+		waiting++
+		n := 0
+		for _, id := range st.PlacedCanaries {
+			if a := snap.Alloc(nil, id); a != nil && live(a) && a.Healthy != nil && *a.Healthy {
+				n++
+			}
+		}
+		if n < st.DesiredCanaries {
+			return nil, badRequest("group %q of job %q has %d of %d canaries healthy: promote once they all are (see `hive job status %s`)",
+				name, j.ID, n, st.DesiredCanaries, j.ID)
+		}
+	}
+	if waiting == 0 {
+		return nil, badRequest("deployment %s of job %q has no canaries waiting for promotion", d.ID, j.ID)
+	}
+	now := time.Now().UTC()
+	e := newEval(j.Namespace, j.ID, structs.EvalTriggerPromotion, j, now)
+	e.DeploymentID = d.ID
+	if _, err := s.apply(fsm.DeploymentUpdateType, &fsm.DeploymentUpdateRequest{
+		DeploymentID: d.ID, Promote: true, Eval: e, Now: now,
+		Status: structs.DeploymentRunning, StatusDescription: "Deployment is running: canaries promoted",
+	}); err != nil {
+		return nil, err
+	}
+	return &structs.JobRegisterResponse{EvalID: e.ID, JobVersion: j.Version}, nil
 }
 
 func (s *Server) handleJobDeregister(_ http.ResponseWriter, r *http.Request, _ *caller) (any, error) {

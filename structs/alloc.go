@@ -65,7 +65,11 @@ type Allocation struct {
 	DesiredDescription string
 	// Healthy is set once the deployment watcher has judged the allocation
 	// (nil: not yet).
-	Healthy            *bool
+	Healthy *bool
+	// Canary marks an allocation placed as a canary of its deployment: it
+	// runs beside the allocations it will replace until the deployment is
+	// promoted.
+	Canary             bool
 	PreviousAllocation string
 	NextAllocation     string
 	// RescheduleTimes are when this allocation's lineage was rescheduled,

@@ -127,13 +127,17 @@ type SpreadTarget struct {
 	Percent int
 }
 
-// UpdateStrategy drives rolling updates.
+// UpdateStrategy drives rolling updates. With Canary > 0 a destructive
+// update first places Canary allocations of the new version beside the old
+// ones and waits for promotion (`hive job promote`, or AutoPromote once
+// they are healthy) before rolling the rest MaxParallel at a time.
 type UpdateStrategy struct {
 	MaxParallel     int
 	MinHealthyTime  time.Duration
 	HealthyDeadline time.Duration
 	AutoRevert      bool
 	Canary          int
+	AutoPromote     bool
 }
 
 // DefaultUpdateStrategy matches Nomad's defaults.
@@ -177,6 +181,7 @@ const (
 	EvalTriggerRollingUpdate = "rolling-update"
 	EvalTriggerQueuedAllocs  = "queued-allocs"
 	EvalTriggerRetryFailed   = "retry-failed"
+	EvalTriggerPromotion     = "deployment-promotion"
 )
 
 // Evaluation asks the scheduler to reconcile one job with the cluster.
@@ -243,13 +248,27 @@ type Deployment struct {
 
 // DeploymentState is one group's progress in a deployment.
 type DeploymentState struct {
-	AutoRevert        bool
-	DesiredTotal      int
+	AutoRevert bool
+	// AutoPromote: the deployment watcher promotes the canaries once they
+	// are all healthy.
+	AutoPromote  bool
+	DesiredTotal int
+	// DesiredCanaries is how many canaries the group runs before the
+	// update goes on (0: no canary phase); PlacedCanaries are their
+	// allocation IDs. Promoted is set once, by `hive job promote` or the
+	// watcher, and only then does the rolling update continue.
 	DesiredCanaries   int
+	PlacedCanaries    []string
+	Promoted          bool
 	PlacedAllocs      int
 	HealthyAllocs     int
 	UnhealthyAllocs   int
 	RequireProgressBy time.Time
+}
+
+// NeedsPromotion reports whether the group waits in its canary phase.
+func (s *DeploymentState) NeedsPromotion() bool {
+	return s != nil && s.DesiredCanaries > 0 && !s.Promoted
 }
 
 // Plan is the scheduler's answer to an evaluation: allocations to stop and

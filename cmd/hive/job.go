@@ -39,7 +39,7 @@ submits a file and follows the rolling deployment it starts; ` + "`hive job plan
 shows what a submission would change without changing anything.`,
 	}
 	cmd.AddCommand(newJobRunCmd(g), newJobPlanCmd(g), newJobStatusCmd(g), newJobStopCmd(g),
-		newJobHistoryCmd(g), newJobRevertCmd(g))
+		newJobHistoryCmd(g), newJobRevertCmd(g), newJobPromoteCmd(g))
 	return cmd
 }
 
@@ -360,12 +360,18 @@ func (m *monitor) noDeployment() error {
 func (m *monitor) followDeployment(d *structs.Deployment) error {
 	fmt.Fprintf(m.w, "==> Monitoring deployment %s (job version %d)\n", d.ID, d.JobVersion)
 	var idx uint64
-	last := ""
+	last, lastDesc := "", ""
 	for {
 		m.dep = d
 		if s := progressLine(d); s != last {
 			fmt.Fprintf(m.w, "    %s  %s\n", time.Now().UTC().Format("15:04:05"), s)
 			last = s
+		}
+		if d.Status == structs.DeploymentRunning && d.StatusDescription != lastDesc {
+			lastDesc = d.StatusDescription
+			if waitsForPromotion(d) {
+				fmt.Fprintf(m.w, "==> %s: run `hive job promote %s -n %s` (interrupting this view leaves the deployment waiting)\n", d.StatusDescription, m.jobID, m.ns)
+			}
 		}
 		switch d.Status {
 		case structs.DeploymentSuccessful:
@@ -415,10 +421,41 @@ func progressLine(d *structs.Deployment) string {
 		if s == nil {
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s: desired %d placed %d healthy %d unhealthy %d",
-			name, s.DesiredTotal, s.PlacedAllocs, s.HealthyAllocs, s.UnhealthyAllocs))
+		p := fmt.Sprintf("%s: desired %d placed %d healthy %d unhealthy %d",
+			name, s.DesiredTotal, s.PlacedAllocs, s.HealthyAllocs, s.UnhealthyAllocs)
+		if s.DesiredCanaries > 0 {
+			p += " " + canaryCell(s)
+		}
+		parts = append(parts, p)
 	}
 	return fmt.Sprintf("%-10s %s", d.Status, strings.Join(parts, "; "))
+}
+
+// canaryCell is a group's canary progress: placed of desired, and whether
+// the deployment waits for promotion.
+func canaryCell(s *structs.DeploymentState) string {
+	if s.DesiredCanaries == 0 {
+		return "-"
+	}
+	c := fmt.Sprintf("canaries %d/%d", len(s.PlacedCanaries), s.DesiredCanaries)
+	switch {
+	case s.Promoted:
+		return c + " promoted"
+	case s.AutoPromote:
+		return c + " (auto-promote)"
+	}
+	return c + " waiting for promotion"
+}
+
+// waitsForPromotion: every canary is healthy and only a promotion moves
+// the deployment on.
+func waitsForPromotion(d *structs.Deployment) bool {
+	for _, s := range d.Groups {
+		if s.NeedsPromotion() && !s.AutoPromote {
+			return strings.Contains(d.StatusDescription, "requires promotion")
+		}
+	}
+	return false
 }
 
 // ---- placement failures ----
@@ -794,13 +831,13 @@ func printJobStatus(w io.Writer, st *jobStatusOutput) error {
 			fmt.Fprintf(w, " - %s", d.StatusDescription)
 		}
 		fmt.Fprintln(w)
-		t = newTable(w, "GROUP", "DESIRED", "PLACED", "HEALTHY", "UNHEALTHY", "AUTO REVERT", "PROGRESS DEADLINE")
+		t = newTable(w, "GROUP", "DESIRED", "PLACED", "HEALTHY", "UNHEALTHY", "CANARIES", "AUTO REVERT", "PROGRESS DEADLINE")
 		for _, name := range slices.Sorted(maps.Keys(d.Groups)) {
 			s := d.Groups[name]
 			if s == nil {
 				continue
 			}
-			t.row(name, s.DesiredTotal, s.PlacedAllocs, s.HealthyAllocs, s.UnhealthyAllocs, s.AutoRevert, fmtTime(s.RequireProgressBy))
+			t.row(name, s.DesiredTotal, s.PlacedAllocs, s.HealthyAllocs, s.UnhealthyAllocs, canaryCell(s), s.AutoRevert, fmtTime(s.RequireProgressBy))
 		}
 		if err := t.flush(); err != nil {
 			return err
@@ -820,7 +857,11 @@ func printJobStatus(w io.Writer, st *jobStatusOutput) error {
 	})
 	t = newTable(w, "ID", "NAME", "NODE", "VERSION", "DESIRED", "STATUS", "HEALTH", "CREATED")
 	for _, a := range allocs {
-		t.row(a.ID, orDash(a.Name), orDash(a.NodeID), a.JobVersion, orDash(a.DesiredStatus), orDash(a.ClientStatus), health(a.Healthy), fmtTime(a.CreateTime))
+		name := orDash(a.Name)
+		if a.Canary {
+			name += " (canary)"
+		}
+		t.row(a.ID, name, orDash(a.NodeID), a.JobVersion, orDash(a.DesiredStatus), orDash(a.ClientStatus), health(a.Healthy), fmtTime(a.CreateTime))
 	}
 	if err := t.flush(); err != nil {
 		return err

@@ -28,6 +28,7 @@ job "web" {
     healthy_deadline = "10m"
     auto_revert      = true
     canary           = 1
+    auto_promote     = true
   }
 
   spread {
