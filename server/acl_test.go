@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -357,5 +358,44 @@ func TestResetAdmin(t *testing.T) {
 	wantError(t, "worker asks for an admin reset", r, http.StatusForbidden, "forbidden")
 	if _, err := ResetAdmin(context.Background(), t.TempDir()); err == nil {
 		t.Error("reset through a data dir with no manager succeeded")
+	}
+}
+
+// TestAuditWebhook checks that a manager started with an audit webhook
+// sends its entries there too, redacted like the file.
+func TestAuditWebhook(t *testing.T) {
+	got := make(chan []byte, 64)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- b
+	}))
+	defer hook.Close()
+	cfg := testConfig(t)
+	cfg.AuditWebhook = hook.URL + "/audit"
+	s, boot, err := Init(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	c := newRawCaller(t, s.APIAddr(), boot.CACertPEM, nil, false)
+	waitFor(t, 10*time.Second, "leader", func() error {
+		if r := c.call(t, "GET", "/v1/nodes", bearer(boot.AdminToken), nil); r.status != http.StatusOK {
+			return fmt.Errorf("%s", r)
+		}
+		return nil
+	})
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case b := <-got:
+			if bytes.Contains(b, []byte(boot.AdminToken)) {
+				t.Fatal("the webhook received the admin token")
+			}
+			if bytes.Contains(b, []byte(`"/v1/nodes"`)) {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no audit entry for GET /v1/nodes reached the webhook")
+		}
 	}
 }
