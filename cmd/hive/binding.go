@@ -98,61 +98,26 @@ func newBindingListCmd(g *globals) *cobra.Command {
 }
 
 func newBindingGetCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:     "get NAME",
-		Short:   "Show one binding",
-		Example: "  hive binding get web-devs -o json",
-		Args:    exactArgs("NAME"),
-	}
-	out := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		if err := structs.ValidateACLName("binding", args[0]); err != nil {
-			return err
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		b, _, err := c.ACL().Bindings().Info(args[0], nil)
-		if err != nil {
-			return fmt.Errorf("reading binding %s: %w", args[0], err)
-		}
-		if *out == "json" {
-			return printJSON(cmd.OutOrStdout(), b)
-		}
-		t := newTable(cmd.OutOrStdout())
-		t.row("Name", b.Name)
-		t.row("Role", b.Role)
-		t.row("Namespace", bindingNamespace(b.Namespace))
-		t.row("Subjects", strings.Join(b.Subjects, ", "))
-		return t.flush()
-	}
+	cmd := getCmd(g, "binding", "Show one binding", aclName("binding"),
+		func(c *api.Client, name string) (*structs.ACLBinding, error) {
+			b, _, err := c.ACL().Bindings().Info(name, nil)
+			return b, err
+		},
+		func(w io.Writer, b *structs.ACLBinding) error {
+			t := newTable(w)
+			t.row("Name", b.Name)
+			t.row("Role", b.Role)
+			t.row("Namespace", bindingNamespace(b.Namespace))
+			t.row("Subjects", strings.Join(b.Subjects, ", "))
+			return t.flush()
+		})
+	cmd.Example = "  hive binding get web-devs -o json"
 	return cmd
 }
 
 func newBindingDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAME",
-		Aliases: []string{"rm"},
-		Short:   "Delete a binding; its subjects lose the role it gave",
-		Example: "  hive binding delete web-devs",
-		Args:    exactArgs("NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := structs.ValidateACLName("binding", args[0]); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			if err := c.ACL().Bindings().Delete(args[0]); err != nil {
-				return fmt.Errorf("deleting binding %s: %w", args[0], err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted binding %s\n", args[0])
-			return nil
-		},
-	}
+	cmd := deleteCmd(g, "binding", "NAME", "Delete a binding; its subjects lose the role it gave", aclName("binding"),
+		func(c *api.Client, name string) error { return c.ACL().Bindings().Delete(name) })
+	cmd.Example = "  hive binding delete web-devs"
+	return cmd
 }

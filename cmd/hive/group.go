@@ -146,59 +146,24 @@ func newGroupListCmd(g *globals) *cobra.Command {
 }
 
 func newGroupGetCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:     "get NAME",
-		Short:   "Show one group",
-		Example: "  hive group get ops -o json",
-		Args:    exactArgs("NAME"),
-	}
-	out := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		if err := structs.ValidateACLName("group", args[0]); err != nil {
-			return err
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		grp, _, err := c.ACL().Groups().Info(args[0], nil)
-		if err != nil {
-			return fmt.Errorf("reading group %s: %w", args[0], err)
-		}
-		if *out == "json" {
-			return printJSON(cmd.OutOrStdout(), grp)
-		}
-		t := newTable(cmd.OutOrStdout())
-		t.row("Name", grp.Name)
-		t.row("Members", orDash(strings.Join(grp.Members, ", ")))
-		return t.flush()
-	}
+	cmd := getCmd(g, "group", "Show one group", aclName("group"),
+		func(c *api.Client, name string) (*structs.Group, error) {
+			grp, _, err := c.ACL().Groups().Info(name, nil)
+			return grp, err
+		},
+		func(w io.Writer, grp *structs.Group) error {
+			t := newTable(w)
+			t.row("Name", grp.Name)
+			t.row("Members", orDash(strings.Join(grp.Members, ", ")))
+			return t.flush()
+		})
+	cmd.Example = "  hive group get ops -o json"
 	return cmd
 }
 
 func newGroupDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAME",
-		Aliases: []string{"rm"},
-		Short:   "Delete a group; its members lose what its bindings gave them",
-		Example: "  hive group delete ops",
-		Args:    exactArgs("NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := structs.ValidateACLName("group", args[0]); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			if err := c.ACL().Groups().Delete(args[0]); err != nil {
-				return fmt.Errorf("deleting group %s: %w", args[0], err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted group %s\n", args[0])
-			return nil
-		},
-	}
+	cmd := deleteCmd(g, "group", "NAME", "Delete a group; its members lose what its bindings gave them", aclName("group"),
+		func(c *api.Client, name string) error { return c.ACL().Groups().Delete(name) })
+	cmd.Example = "  hive group delete ops"
+	return cmd
 }

@@ -81,12 +81,7 @@ it is shown only once go to standard error. -o json prints the API answer.`,
 		if err != nil {
 			return fmt.Errorf("creating %s join token: %w", r, err)
 		}
-		if *out == "json" {
-			err = printJSON(cmd.OutOrStdout(), resp)
-		} else {
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), resp.Token)
-		}
-		if err != nil {
+		if err := printIssued(cmd.OutOrStdout(), *out, resp, resp.Token); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "Created %s join token %s (expires: %s, uses: %s).\n",
@@ -196,12 +191,7 @@ the token that was replaced.`,
 		if err != nil {
 			return fmt.Errorf("rotating the %s join token: %w", r, err)
 		}
-		if *out == "json" {
-			err = printJSON(cmd.OutOrStdout(), resp)
-		} else {
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), resp.Token)
-		}
-		if err != nil {
+		if err := printIssued(cmd.OutOrStdout(), *out, resp, resp.Token); err != nil {
 			return err
 		}
 		ew := cmd.ErrOrStderr()

@@ -37,26 +37,20 @@ autolock, a restarted manager stays locked until ` + "`hive operator unlock`" + 
 		Args: exactArgs(),
 	}
 	out := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		st, err := c.Operator().KeyringStatus()
-		if err != nil {
-			return fmt.Errorf("reading the keyring status of %s: %w", c.Address(), err)
-		}
-		if st.Keys == nil {
-			st.Keys = []structs.RootKeyInfo{}
-		}
-		if *out == "json" {
-			return printJSON(cmd.OutOrStdout(), st)
-		}
-		return printKeyringStatus(cmd.OutOrStdout(), c.Address(), st)
-	}
+	var addr string // the manager that answered, for the table
+	cmd.RunE = readRunE(g, out, nil,
+		func(c *api.Client, _ []string) (*structs.KeyringStatus, error) {
+			addr = c.Address()
+			st, err := c.Operator().KeyringStatus()
+			if err != nil {
+				return nil, fmt.Errorf("reading the keyring status of %s: %w", addr, err)
+			}
+			if st.Keys == nil {
+				st.Keys = []structs.RootKeyInfo{}
+			}
+			return st, nil
+		},
+		func(w io.Writer, st *structs.KeyringStatus) error { return printKeyringStatus(w, addr, st) })
 	return cmd
 }
 

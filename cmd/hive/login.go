@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -225,48 +226,43 @@ with. ` + "`hive auth can-i --list`" + ` shows what that identity may do.`,
 		Args: exactArgs(),
 	}
 	out := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		who, err := c.ACL().WhoAmI()
-		if err != nil {
-			return fmt.Errorf("asking the API who you are: %w", err)
-		}
-		w := cmd.OutOrStdout()
-		if *out == "json" {
-			return printJSON(w, who)
-		}
-		var groups []string
-		for _, s := range who.Subjects {
-			if s != who.Subject {
-				groups = append(groups, s)
+	cmd.RunE = readRunE(g, out, nil,
+		func(c *api.Client, _ []string) (*structs.WhoAmI, error) {
+			who, err := c.ACL().WhoAmI()
+			if err != nil {
+				return nil, fmt.Errorf("asking the API who you are: %w", err)
 			}
-		}
-		t := newTable(w)
-		t.row("Subject", orDash(who.Subject))
-		t.row("Groups", orDash(strings.Join(groups, ", ")))
-		if tok := who.Token; tok != nil {
-			t.row("Token", tok.AccessorID)
-			t.row("Token Kind", orDash(tok.Kind))
-			if tok.Name != "" {
-				t.row("Token Name", tok.Name)
-			}
-			if tok.Role != "" {
-				t.row("Token Role", tokenRole(*tok))
-			}
-			t.row("Expires", fmtExpiry(tok.ExpiresAt))
-		}
-		if who.Node != "" {
-			t.row("Node", who.Node)
-		}
-		return t.flush()
-	}
+			return who, nil
+		},
+		printWhoAmI)
 	return cmd
+}
+
+func printWhoAmI(w io.Writer, who *structs.WhoAmI) error {
+	var groups []string
+	for _, s := range who.Subjects {
+		if s != who.Subject {
+			groups = append(groups, s)
+		}
+	}
+	t := newTable(w)
+	t.row("Subject", orDash(who.Subject))
+	t.row("Groups", orDash(strings.Join(groups, ", ")))
+	if tok := who.Token; tok != nil {
+		t.row("Token", tok.AccessorID)
+		t.row("Token Kind", orDash(tok.Kind))
+		if tok.Name != "" {
+			t.row("Token Name", tok.Name)
+		}
+		if tok.Role != "" {
+			t.row("Token Role", tokenRole(*tok))
+		}
+		t.row("Expires", fmtExpiry(tok.ExpiresAt))
+	}
+	if who.Node != "" {
+		t.row("Node", who.Node)
+	}
+	return t.flush()
 }
 
 // fmtDuration prints whole hours as "168h" rather than "168h0m0s".

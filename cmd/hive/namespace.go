@@ -103,27 +103,15 @@ func newNamespaceStatusCmd(g *globals) *cobra.Command {
 }
 
 func newNamespaceDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAME",
-		Aliases: []string{"rm"},
-		Short:   "Delete a namespace",
-		Args:    exactArgs("NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := structs.ValidateName("namespace", args[0]); err != nil {
+	return deleteCmd(g, "namespace", "NAME", "Delete a namespace",
+		func(name string) error {
+			if err := structs.ValidateName("namespace", name); err != nil {
 				return err
 			}
-			if args[0] == structs.DefaultNamespace {
+			if name == structs.DefaultNamespace {
 				return fmt.Errorf("the %q namespace cannot be deleted: every cluster keeps it", structs.DefaultNamespace)
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			if err := c.Namespaces().Delete(args[0]); err != nil {
-				return fmt.Errorf("deleting namespace %s: %w", args[0], err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted namespace %s\n", args[0])
 			return nil
 		},
-	}
+		func(c *api.Client, name string) error { return c.Namespaces().Delete(name) })
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hivesec/hive/api"
 	"github.com/hivesec/hive/snapshot"
 	"github.com/hivesec/hive/structs"
 )
@@ -42,26 +43,18 @@ func newRaftPeersCmd(g *globals) *cobra.Command {
 		Args:  exactArgs(),
 	}
 	out := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		peers, err := c.Operator().RaftPeers(nil)
-		if err != nil {
-			return fmt.Errorf("listing Raft peers: %w", err)
-		}
-		if peers == nil {
-			peers = []structs.RaftPeer{}
-		}
-		if *out == "json" {
-			return printJSON(cmd.OutOrStdout(), peers)
-		}
-		return printPeers(cmd.OutOrStdout(), peers)
-	}
+	cmd.RunE = readRunE(g, out, nil,
+		func(c *api.Client, _ []string) ([]structs.RaftPeer, error) {
+			peers, err := c.Operator().RaftPeers(nil)
+			if err != nil {
+				return nil, fmt.Errorf("listing Raft peers: %w", err)
+			}
+			if peers == nil {
+				peers = []structs.RaftPeer{}
+			}
+			return peers, nil
+		},
+		printPeers)
 	return cmd
 }
 

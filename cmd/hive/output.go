@@ -109,25 +109,46 @@ func listCmd[E any](g *globals, short, what string, fetch func(*api.Client) ([]E
 		Args:    exactArgs(),
 	}
 	out := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	cmd.RunE = readRunE(g, out, nil,
+		func(c *api.Client, _ []string) ([]E, error) {
+			list, err := fetch(c)
+			if err != nil {
+				return nil, fmt.Errorf("listing %s: %w", what, err)
+			}
+			if list == nil {
+				list = []E{}
+			}
+			return list, nil
+		},
+		render)
+	return cmd
+}
+
+// readRunE is the RunE of a command that reads from the API and prints
+// what it read with -o (out, from outputFlag). It checks the format, then
+// the arguments with check (nil: nothing to check) before anything
+// connects, and prints what fetch returns as JSON or as render writes it.
+func readRunE[T any](g *globals, out *string, check func(args []string) error, fetch func(c *api.Client, args []string) (T, error), render func(io.Writer, T) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
 		if err := checkOutput(*out); err != nil {
 			return err
+		}
+		if check != nil {
+			if err := check(args); err != nil {
+				return err
+			}
 		}
 		c, err := g.client()
 		if err != nil {
 			return err
 		}
-		list, err := fetch(c)
+		v, err := fetch(c, args)
 		if err != nil {
-			return fmt.Errorf("listing %s: %w", what, err)
-		}
-		if list == nil {
-			list = []E{}
+			return err
 		}
 		if *out == "json" {
-			return printJSON(cmd.OutOrStdout(), list)
+			return printJSON(cmd.OutOrStdout(), v)
 		}
-		return render(cmd.OutOrStdout(), list)
+		return render(cmd.OutOrStdout(), v)
 	}
-	return cmd
 }

@@ -193,77 +193,44 @@ func newRoleListCmd(g *globals) *cobra.Command {
 }
 
 func newRoleGetCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show a role and its rules",
-		Example: `  hive role get developer
-  hive role get deployer -o json`,
-		Args: exactArgs("NAME"),
-	}
-	out := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		if err := structs.ValidateACLName("role", args[0]); err != nil {
-			return err
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		r, _, err := c.ACL().Roles().Info(args[0], nil)
-		if err != nil {
-			return fmt.Errorf("reading role %s: %w", args[0], err)
-		}
-		w := cmd.OutOrStdout()
-		if *out == "json" {
-			return printJSON(w, r)
-		}
-		t := newTable(w)
-		t.row("Name", r.Name)
-		t.row("Description", orDash(r.Description))
-		t.row("Built-in", r.BuiltIn)
-		if err := t.flush(); err != nil {
-			return err
-		}
-		fmt.Fprintln(w)
-		t = newTable(w, "RESOURCES", "ACTIONS", "SCOPE")
-		for _, rule := range r.Rules {
-			t.row(strings.Join(rule.Resources, ","), strings.Join(rule.Actions, ","), ruleScope(rule))
-		}
-		return t.flush()
-	}
+	cmd := getCmd(g, "role", "Show a role and its rules", aclName("role"),
+		func(c *api.Client, name string) (*structs.ACLRole, error) {
+			r, _, err := c.ACL().Roles().Info(name, nil)
+			return r, err
+		},
+		func(w io.Writer, r *structs.ACLRole) error {
+			t := newTable(w)
+			t.row("Name", r.Name)
+			t.row("Description", orDash(r.Description))
+			t.row("Built-in", r.BuiltIn)
+			if err := t.flush(); err != nil {
+				return err
+			}
+			fmt.Fprintln(w)
+			t = newTable(w, "RESOURCES", "ACTIONS", "SCOPE")
+			for _, rule := range r.Rules {
+				t.row(strings.Join(rule.Resources, ","), strings.Join(rule.Actions, ","), ruleScope(rule))
+			}
+			return t.flush()
+		})
+	cmd.Example = `  hive role get developer
+  hive role get deployer -o json`
 	return cmd
 }
 
 func newRoleDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAME",
-		Aliases: []string{"rm"},
-		Short:   "Delete a role",
-		Long: `Delete a role. Look for the bindings that give it out first
-(` + "`hive binding ls`" + `): whoever holds it through them loses what it granted.`,
-		Example: "  hive role delete deployer",
-		Args:    exactArgs("NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := structs.ValidateACLName("role", args[0]); err != nil {
+	cmd := deleteCmd(g, "role", "NAME", "Delete a role",
+		func(name string) error {
+			if err := structs.ValidateACLName("role", name); err != nil {
 				return err
 			}
-			if err := checkNotBuiltin(args[0], "deleted"); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			if err := c.ACL().Roles().Delete(args[0]); err != nil {
-				return fmt.Errorf("deleting role %s: %w", args[0], err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted role %s\n", args[0])
-			return nil
+			return checkNotBuiltin(name, "deleted")
 		},
-	}
+		func(c *api.Client, name string) error { return c.ACL().Roles().Delete(name) })
+	cmd.Long = `Delete a role. Look for the bindings that give it out first
+(` + "`hive binding ls`" + `): whoever holds it through them loses what it granted.`
+	cmd.Example = "  hive role delete deployer"
+	return cmd
 }
 
 // plural prints "1 rule", "2 rules".

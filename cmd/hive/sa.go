@@ -92,28 +92,17 @@ func newSAListCmd(g *globals) *cobra.Command {
 }
 
 func newSADeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAMESPACE/NAME",
-		Aliases: []string{"rm"},
-		Short:   "Delete a service account; its tokens stop working",
-		Example: "  hive sa delete web/ci",
-		Args:    exactArgs("NAMESPACE/NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ns, name, err := parseSAName(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			if err := c.ACL().ServiceAccounts().Delete(ns, name); err != nil {
-				return fmt.Errorf("deleting service account %s/%s: %w", ns, name, err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted service account %s/%s\n", ns, name)
-			return nil
+	cmd := deleteCmd(g, "service account", "NAMESPACE/NAME", "Delete a service account; its tokens stop working",
+		func(s string) error {
+			_, _, err := parseSAName(s)
+			return err
 		},
-	}
+		func(c *api.Client, s string) error {
+			ns, name, _ := parseSAName(s) // check has accepted s
+			return c.ACL().ServiceAccounts().Delete(ns, name)
+		})
+	cmd.Example = "  hive sa delete web/ci"
+	return cmd
 }
 
 func newSATokenCmd(g *globals) *cobra.Command {
@@ -167,12 +156,7 @@ out. Without --rotate earlier tokens are left alone.`,
 		if err != nil {
 			return fmt.Errorf("issuing a token for service account %s/%s: %w", ns, sa, err)
 		}
-		if *out == "json" {
-			err = printJSON(cmd.OutOrStdout(), tok)
-		} else {
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), tok.Secret)
-		}
-		if err != nil {
+		if err := printIssued(cmd.OutOrStdout(), *out, tok, tok.Secret); err != nil {
 			return err
 		}
 		ew := cmd.ErrOrStderr()

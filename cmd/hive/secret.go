@@ -268,7 +268,6 @@ func readSecretFile(key, path string, stdin io.Reader) (string, error) {
 }
 
 func newSecretCreateCmd(g *globals) *cobra.Command {
-	var f secretValueFlags
 	cmd := &cobra.Command{
 		Use:   "create NAMESPACE/NAME (--from-literal K=V | --from-file K=PATH | --generate K=LEN)...",
 		Short: "Create a secret with its first version",
@@ -294,6 +293,19 @@ Nothing is printed of the values; reveal them with ` + "`hive secret get --revea
   }`,
 		Args: exactArgs("NAMESPACE/NAME"),
 	}
+	return secretWriteCmd(g, cmd, "creating", "Created", false,
+		func(c *api.Client, ns, name string, req structs.SecretRequest) (*structs.SecretInfo, error) {
+			return c.Secrets().Create(ns, name, req)
+		})
+}
+
+// secretWriteCmd completes create or update, given their help texts in
+// cmd: both take NAMESPACE/NAME and the value flags, send one new version
+// with write, and print it ("Created secret ...": done; errors say doing),
+// or with -o json the API answer. warnDropped warns of keys the version
+// before held and this one does not.
+func secretWriteCmd(g *globals, cmd *cobra.Command, doing, done string, warnDropped bool, write func(c *api.Client, ns, name string, req structs.SecretRequest) (*structs.SecretInfo, error)) *cobra.Command {
+	var f secretValueFlags
 	ns := secretNamespaceFlag(cmd)
 	out := outputFlag(cmd)
 	f.register(cmd)
@@ -313,16 +325,20 @@ Nothing is printed of the values; reveal them with ` + "`hive secret get --revea
 		if err != nil {
 			return err
 		}
-		info, err := c.Secrets().Create(ns, name, req)
+		info, err := write(c, ns, name, req)
 		if err != nil {
-			return fmt.Errorf("creating secret %s/%s: %w", ns, name, err)
+			return fmt.Errorf("%s secret %s/%s: %w", doing, ns, name, err)
 		}
 		if *out == "json" {
-			return printJSON(cmd.OutOrStdout(), info)
+			err = printJSON(cmd.OutOrStdout(), info)
+		} else {
+			fmt.Fprintf(cmd.OutOrStdout(), "%s secret %s/%s: version %d with keys %s\n", done, ns, name, info.Version, fmtKeys(info.Keys))
+			printGenerated(cmd.OutOrStdout(), ns, name, req)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "Created secret %s/%s: version %d with keys %s\n", ns, name, info.Version, fmtKeys(info.Keys))
-		printGenerated(cmd.OutOrStdout(), ns, name, req)
-		return nil
+		if warnDropped {
+			warnDroppedKeys(cmd.ErrOrStderr(), info)
+		}
+		return err
 	}
 	return cmd
 }
@@ -509,7 +525,6 @@ func printSecretInfo(w io.Writer, s *structs.SecretInfo) error {
 }
 
 func newSecretUpdateCmd(g *globals) *cobra.Command {
-	var f secretValueFlags
 	cmd := &cobra.Command{
 		Use:   "update NAMESPACE/NAME (--from-literal K=V | --from-file K=PATH | --generate K=LEN)...",
 		Short: "Add a version to a secret; tasks using it get the new values",
@@ -527,39 +542,10 @@ change the secret's settings when given, and are kept when not.`,
   hive secret update payments/api-tls --from-file tls.crt=./new.crt --from-file tls.key=./new.key`,
 		Args: exactArgs("NAMESPACE/NAME"),
 	}
-	ns := secretNamespaceFlag(cmd)
-	out := outputFlag(cmd)
-	f.register(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		ns, name, err := parseSecretRef(cmd, args[0], *ns)
-		if err != nil {
-			return err
-		}
-		req, err := f.request(cmd.InOrStdin())
-		if err != nil {
-			return err
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		info, err := c.Secrets().Update(ns, name, req)
-		if err != nil {
-			return fmt.Errorf("updating secret %s/%s: %w", ns, name, err)
-		}
-		if *out == "json" {
-			err = printJSON(cmd.OutOrStdout(), info)
-		} else {
-			fmt.Fprintf(cmd.OutOrStdout(), "Updated secret %s/%s: version %d with keys %s\n", ns, name, info.Version, fmtKeys(info.Keys))
-			printGenerated(cmd.OutOrStdout(), ns, name, req)
-		}
-		warnDroppedKeys(cmd.ErrOrStderr(), info)
-		return err
-	}
-	return cmd
+	return secretWriteCmd(g, cmd, "updating", "Updated", true,
+		func(c *api.Client, ns, name string, req structs.SecretRequest) (*structs.SecretInfo, error) {
+			return c.Secrets().Update(ns, name, req)
+		})
 }
 
 // warnDroppedKeys warns when the current version lacks keys the one before

@@ -107,12 +107,7 @@ details and a reminder that it is shown only once go to standard error.
 			}
 			return fmt.Errorf("creating API token: %w", err)
 		}
-		if *out == "json" {
-			err = printJSON(cmd.OutOrStdout(), tok)
-		} else {
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), tok.Secret)
-		}
-		if err != nil {
+		if err := printIssued(cmd.OutOrStdout(), *out, tok, tok.Secret); err != nil {
 			return err
 		}
 		printTokenCreated(cmd.ErrOrStderr(), "API token", tok.Token)
@@ -123,6 +118,17 @@ details and a reminder that it is shown only once go to standard error.
 	f.StringVar(&ttl, "ttl", "24h", "lifetime, such as 1h or 720h; 0 for no expiry")
 	f.StringVar(&role, "role", "", "hold only this role instead of acting as you")
 	return cmd
+}
+
+// printIssued prints a new token's secret alone, so that
+// TOKEN=$(hive ... create) works, or with -o json (format) the whole API
+// answer, resp.
+func printIssued(w io.Writer, format string, resp any, secret string) error {
+	if format == "json" {
+		return printJSON(w, resp)
+	}
+	_, err := fmt.Fprintln(w, secret)
+	return err
 }
 
 // printTokenCreated describes a new token on w (standard error) and warns

@@ -142,66 +142,31 @@ func newUserListCmd(g *globals) *cobra.Command {
 }
 
 func newUserGetCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:     "get NAME",
-		Short:   "Show one user",
-		Example: "  hive user get alice -o json",
-		Args:    exactArgs("NAME"),
-	}
-	out := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		if err := structs.ValidateACLName("user", args[0]); err != nil {
-			return err
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		u, _, err := c.ACL().Users().Info(args[0], nil)
-		if err != nil {
-			return fmt.Errorf("reading user %s: %w", args[0], err)
-		}
-		if *out == "json" {
-			return printJSON(cmd.OutOrStdout(), u)
-		}
-		t := newTable(cmd.OutOrStdout())
-		t.row("Name", u.Name)
-		t.row("Groups", orDash(strings.Join(u.Groups, ", ")))
-		t.row("Status", userStatus(*u))
-		t.row("Created", fmtTime(u.CreatedAt))
-		return t.flush()
-	}
+	cmd := getCmd(g, "user", "Show one user", aclName("user"),
+		func(c *api.Client, name string) (*structs.UserInfo, error) {
+			u, _, err := c.ACL().Users().Info(name, nil)
+			return u, err
+		},
+		func(w io.Writer, u *structs.UserInfo) error {
+			t := newTable(w)
+			t.row("Name", u.Name)
+			t.row("Groups", orDash(strings.Join(u.Groups, ", ")))
+			t.row("Status", userStatus(*u))
+			t.row("Created", fmtTime(u.CreatedAt))
+			return t.flush()
+		})
+	cmd.Example = "  hive user get alice -o json"
 	return cmd
 }
 
 func newUserDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAME",
-		Aliases: []string{"rm"},
-		Short:   "Delete a user; its sessions and tokens stop working",
-		Long: `Delete a user. Its sessions and API tokens stop working. Bindings and groups
+	cmd := deleteCmd(g, "user", "NAME", "Delete a user; its sessions and tokens stop working", aclName("user"),
+		func(c *api.Client, name string) error { return c.ACL().Users().Delete(name) })
+	cmd.Long = `Delete a user. Its sessions and API tokens stop working. Bindings and groups
 that name it are left as they are; remove it from them with
-` + "`hive binding`" + ` and ` + "`hive group remove-member`" + `.`,
-		Example: "  hive user delete alice",
-		Args:    exactArgs("NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := structs.ValidateACLName("user", args[0]); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			if err := c.ACL().Users().Delete(args[0]); err != nil {
-				return fmt.Errorf("deleting user %s: %w", args[0], err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted user %s\n", args[0])
-			return nil
-		},
-	}
+` + "`hive binding`" + ` and ` + "`hive group remove-member`" + `.`
+	cmd.Example = "  hive user delete alice"
+	return cmd
 }
 
 func newUserPasswdCmd(g *globals) *cobra.Command {
