@@ -879,15 +879,24 @@ func (c *Cluster) CLIOn(h *Host, args ...string) (stdout, stderr string, err err
 // CLIWithin is CLIOn with its own time limit, for commands that follow a
 // deployment and so outlast CLITimeout.
 func (c *Cluster) CLIWithin(h *Host, timeout time.Duration, args ...string) (stdout, stderr string, err error) {
+	return c.runCLI(h, timeout, map[string]string{"HIVE_TOKEN": c.AdminToken}, "", args...)
+}
+
+// runCLI runs the hive binary on the test machine against h's API with
+// the cluster CA, the variables in env added, and stdin when not empty.
+func (c *Cluster) runCLI(h *Host, timeout time.Duration, env map[string]string, stdin string, args ...string) (stdout, stderr string, err error) {
 	bin := HiveBinary(c.t)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = processEnv(map[string]string{
-		"HIVE_ADDR":   h.URL(),
-		"HIVE_TOKEN":  c.AdminToken,
-		"HIVE_CACERT": c.CACert,
-	})
+	vars := map[string]string{"HIVE_ADDR": h.URL(), "HIVE_CACERT": c.CACert}
+	for k, v := range env {
+		vars[k] = v
+	}
+	cmd.Env = processEnv(vars)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	cmd.WaitDelay = 5 * time.Second
 	var out, errb strings.Builder
 	cmd.Stdout = &out
@@ -1244,29 +1253,7 @@ func Poll(timeout time.Duration, cond func() error) error {
 // (passwords for --password-stdin). A non-zero exit is an error that wraps
 // the *exec.ExitError and carries stderr.
 func (c *Cluster) CLIEnv(h *Host, env map[string]string, stdin string, args ...string) (stdout, stderr string, err error) {
-	bin := HiveBinary(c.t)
-	ctx, cancel := context.WithTimeout(context.Background(), CLITimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	vars := map[string]string{"HIVE_ADDR": h.URL(), "HIVE_CACERT": c.CACert}
-	for k, v := range env {
-		vars[k] = v
-	}
-	cmd.Env = processEnv(vars)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	cmd.WaitDelay = 5 * time.Second
-	var out, errb strings.Builder
-	cmd.Stdout = &out
-	cmd.Stderr = &errb
-	runErr := cmd.Run()
-	if ctx.Err() != nil {
-		runErr = fmt.Errorf("hive %s (on %s): no answer within %v", strings.Join(args, " "), h.Name, CLITimeout)
-	} else if runErr != nil {
-		runErr = fmt.Errorf("hive %s (on %s): %w: %s", strings.Join(args, " "), h.Name, runErr, strings.TrimSpace(errb.String()))
-	}
-	return out.String(), errb.String(), runErr
+	return c.runCLI(h, CLITimeout, env, stdin, args...)
 }
 
 // RunEnv is Run with extra environment and standard input: `hive args...`
