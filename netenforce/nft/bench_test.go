@@ -1,0 +1,46 @@
+package nft
+
+import (
+	"testing"
+
+	"github.com/hivesec/hive/netenforce/policy"
+)
+
+// BenchmarkApply is compile + apply of 10,000 policies over 10,000
+// endpoints as one batch into a test namespace (target ≤ 1 s); the apply
+// sub-benchmark is the netlink part alone.
+func BenchmarkApply(b *testing.B) {
+	requirePrereqs(b)
+	ns := newNS(b)
+	eps, pols := benchCluster(10000, 10000)
+	a := New(WithNetNS(int(ns.h)))
+	b.Run("compile+apply", func(b *testing.B) {
+		var r *policy.Ruleset
+		for b.Loop() {
+			var err error
+			if r, err = policy.Compile(eps, pols, nil); err != nil {
+				b.Fatal(err)
+			}
+			if err := a.Apply(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		p := plan(r)
+		b.ReportMetric(float64(p.elements), "elements")
+		b.ReportMetric(float64(len(p.split(DefaultMaxBatchBytes))), "batches")
+	})
+	r, err := policy.Compile(eps, pols, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("apply", func(b *testing.B) {
+		for b.Loop() {
+			if err := a.Apply(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	if err := a.Delete(); err != nil {
+		b.Fatal(err)
+	}
+}
