@@ -59,7 +59,10 @@ type PlanApplyRequest struct {
 	// the job version it names: the plan applier leaves them out so that a
 	// thousand placements of one group do not carry a thousand copies of
 	// the same tasks through Raft, and every store shares one copy.
-	Allocs      []*structs.Allocation
+	Allocs []*structs.Allocation
+	// Placed are more allocations, in compact form (see CompactAllocs).
+	// Entries written before it existed decode with none.
+	Placed      []*PlacedGroup
 	Deployment  *structs.Deployment
 	EvalUpdates []*structs.Evaluation
 	Now         time.Time
@@ -273,6 +276,16 @@ func applyPlanApply(txn *state.Txn, buf []byte) (any, error) {
 	req, err := decodeInto[PlanApplyRequest](buf)
 	if err != nil {
 		return nil, err
+	}
+	for _, g := range req.Placed {
+		if g == nil {
+			return nil, fmt.Errorf("plan has an empty placed group: %w", ErrInvalid)
+		}
+		more, err := g.Expand()
+		if err != nil {
+			return nil, err
+		}
+		req.Allocs = append(req.Allocs, more...)
 	}
 	r := txn.Read()
 	for _, a := range req.Stops {

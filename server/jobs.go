@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hashicorp/go-memdb"
 
 	"github.com/hivesec/hive/fsm"
@@ -224,7 +223,7 @@ func (s *Server) handleJobPlan(_ http.ResponseWriter, r *http.Request, _ *caller
 	st.job = j
 	now := time.Now().UTC()
 	e := newEval(j.Namespace, j.ID, structs.EvalTriggerJobRegister, j, now)
-	res, err := scheduler.Schedule(st, e, scheduler.Options{Now: now, Rand: rand.New(rand.NewPCG(uint64(now.UnixNano()), 1)), NewID: uuid.NewString})
+	res, err := scheduler.Schedule(st, e, scheduler.Options{Now: now, Rand: rand.New(rand.NewPCG(uint64(now.UnixNano()), 1)), NewID: newObjectID})
 	if err != nil {
 		return nil, errorf(http.StatusInternalServerError, "internal", "scheduler: %v", err)
 	}

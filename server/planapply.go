@@ -106,7 +106,7 @@ func (p *planApplier) applyBatch(batch []*planRequest) {
 	for i := range batch {
 		req := reqs[i]
 		results[i].rejected = rejected[i]
-		if len(req.Stops) == 0 && len(req.Allocs) == 0 && req.Deployment == nil {
+		if len(req.Stops) == 0 && len(req.Allocs) == 0 && len(req.Placed) == 0 && req.Deployment == nil {
 			continue
 		}
 		wg.Add(1)
@@ -257,6 +257,7 @@ func evaluatePlan(snap *state.Snapshot, u *usage, plan *structs.Plan, now time.T
 	if len(rejected) == 0 || len(req.Allocs) > 0 || len(req.Stops) > 0 {
 		req.Deployment = plan.Deployment
 	}
+	req.Allocs, req.Placed = fsm.CompactAllocs(req.Allocs)
 	return req, rejected
 }
 

@@ -66,7 +66,7 @@ func (s *Server) processEval(ctx context.Context, e *structs.Evaluation, p *plan
 			return 0, nil // canceled or finished elsewhere
 		}
 		var err error
-		res, err = scheduler.Schedule(newTableSchedState(store, snap, &p.tables), cur, scheduler.Options{Now: time.Now().UTC(), Rand: rng, NewID: uuid.NewString})
+		res, err = scheduler.Schedule(newTableSchedState(store, snap, &p.tables), cur, scheduler.Options{Now: time.Now().UTC(), Rand: rng, NewID: newObjectID})
 		if err != nil {
 			return 0, err
 		}
@@ -126,4 +126,21 @@ func (s *Server) processEval(ctx context.Context, e *structs.Evaluation, p *plan
 		return 0, fmt.Errorf("record evaluation outcome: %w", err)
 	}
 	return idx, nil
+}
+
+// newObjectID makes the IDs of allocations, evaluations and deployments
+// the scheduler creates: version 7 UUIDs, time-ordered and monotonic within
+// the process, with 62 random bits. Consecutive placements then land next
+// to each other in the state store's radix trees, so a plan of a thousand
+// inserts copies a few paths instead of a thousand (about a third of the
+// FSM's cost with random IDs). These IDs name objects; they grant nothing,
+// so the creation time they reveal is no loss.
+func newObjectID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		// The random source failed: a random v4 ID fails the same way,
+		// so this only says so louder.
+		panic(fmt.Sprintf("server: no randomness for an ID: %v", err))
+	}
+	return id.String()
 }
