@@ -55,6 +55,9 @@ type Allocation struct {
 	TaskStates        map[string]*TaskState
 	// Address is the allocation's IP, once networking reports one.
 	Address string
+	// Quarantined allocations get no network traffic in or out, whatever
+	// the policies say (`hive alloc quarantine`).
+	Quarantined bool
 
 	// Scheduler fields. Name is "<job>.<group>[<index>]"; the index is what
 	// rolling updates and rescheduling keep stable.

@@ -178,6 +178,10 @@ type NodeRegisterRequest struct {
 	Attributes map[string]string `json:"attributes"`
 	Resources  Resources         `json:"resources"`
 	Labels     map[string]string `json:"labels,omitempty"`
+	// WireGuardKey (base64 public key) and WireGuardPort are the worker's
+	// mesh identity; empty when the agent runs without networking.
+	WireGuardKey  string `json:"wireguard_key,omitempty"`
+	WireGuardPort int    `json:"wireguard_port,omitempty"`
 }
 
 // HeartbeatResponse tells a worker when to heartbeat next.
@@ -191,6 +195,9 @@ type AllocUpdate struct {
 	ClientStatus      string                `json:"client_status"`
 	ClientDescription string                `json:"client_description,omitempty"`
 	TaskStates        map[string]*TaskState `json:"task_states,omitempty"`
+	// Address is the allocation's IP in its node's subnet, once its
+	// network is set up (empty: unchanged).
+	Address string `json:"address,omitempty"`
 }
 
 // AllocUpdateRequest carries a worker's reports in one write.

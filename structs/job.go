@@ -41,6 +41,8 @@ type Job struct {
 	Datacenters []string
 	NodePool    string
 	Meta        map[string]string
+	// Labels apply to every group's allocations (see TaskGroup.Labels).
+	Labels      map[string]string
 	Constraints []*Constraint
 	Affinities  []*Affinity
 	Spreads     []*Spread
@@ -72,9 +74,12 @@ func (j *Job) LookupGroup(name string) *TaskGroup {
 // TaskGroup is the unit of placement: Count copies of its tasks, each copy
 // one allocation on one node.
 type TaskGroup struct {
-	Name        string
-	Count       int
-	Meta        map[string]string
+	Name  string
+	Count int
+	Meta  map[string]string
+	// Labels are what network policies select the group's allocations
+	// by, with the job's labels (the group's win) and LabelJob/LabelGroup.
+	Labels      map[string]string
 	Constraints []*Constraint
 	Affinities  []*Affinity
 	Spreads     []*Spread
@@ -309,4 +314,19 @@ func (p *Plan) AppendAlloc(a *Allocation) {
 // IsNoOp reports whether the plan changes nothing.
 func (p *Plan) IsNoOp() bool {
 	return len(p.NodeUpdate) == 0 && len(p.NodeAllocation) == 0 && p.Deployment == nil
+}
+
+// EndpointLabels are the labels network policies select an allocation of
+// group g by: the job's, then the group's, then LabelJob and LabelGroup.
+func (j *Job) EndpointLabels(g *TaskGroup) map[string]string {
+	out := make(map[string]string, len(j.Labels)+len(g.Labels)+2)
+	for k, v := range j.Labels {
+		out[k] = v
+	}
+	for k, v := range g.Labels {
+		out[k] = v
+	}
+	out[LabelJob] = j.ID
+	out[LabelGroup] = g.Name
+	return out
 }

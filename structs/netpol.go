@@ -539,3 +539,52 @@ func prefixField(path string, err error) error {
 	}
 	return &FieldError{Field: path, Err: err}
 }
+
+// DefaultClusterCIDR is the range allocation subnets are leased from when
+// `hive init` is not given --cluster-cidr, and DefaultSubnetBits the prefix
+// length of each worker's subnet (a /24: 253 allocations per worker).
+const (
+	DefaultClusterCIDR = "10.242.0.0/16"
+	DefaultSubnetBits  = 24
+)
+
+// Labels every allocation's endpoint carries besides its job's and group's
+// own, so policies can select by job and group without declaring labels.
+const (
+	LabelJob       = "hive.io/job"
+	LabelGroup     = "hive.io/group"
+	LabelNamespace = "hive.io/namespace" // on namespaces, as Kubernetes' kubernetes.io/metadata.name
+)
+
+// NodeNetwork is a worker's view of the cluster dataplane, served to it by
+// the managers (GET /v1/node/network, a blocking query): its own subnet,
+// its WireGuard peers, and what it needs to compile the network policy for
+// the allocations it runs. Endpoints lists every live allocation with an
+// address in the cluster, since policies on this node name peers anywhere.
+type NodeNetwork struct {
+	ClusterCIDR   string               `json:"cluster_cidr"`
+	Subnet        string               `json:"subnet"`
+	Peers         []NetworkPeer        `json:"peers"`
+	Policies      []NetworkPolicy      `json:"policies"`
+	AdminPolicies []AdminNetworkPolicy `json:"admin_policies"`
+	Endpoints     []NetworkEndpoint    `json:"endpoints"`
+}
+
+// NetworkPeer is another worker of the WireGuard mesh.
+type NetworkPeer struct {
+	NodeID    string `json:"node_id"`
+	PublicKey string `json:"public_key"` // base64
+	Endpoint  string `json:"endpoint"`   // host:port of its WireGuard socket
+	Subnet    string `json:"subnet"`
+}
+
+// NetworkEndpoint is one allocation as network policy sees it.
+type NetworkEndpoint struct {
+	AllocID         string            `json:"alloc_id"`
+	NodeID          string            `json:"node_id"`
+	Namespace       string            `json:"namespace"`
+	Labels          map[string]string `json:"labels"`
+	NamespaceLabels map[string]string `json:"namespace_labels"`
+	Address         string            `json:"address"`
+	Quarantined     bool              `json:"quarantined"`
+}

@@ -75,6 +75,16 @@ type Node struct {
 	// StatusUpdatedAt is when Status last changed.
 	StatusUpdatedAt time.Time
 
+	// Subnet is the allocation subnet (CIDR) the cluster leased this
+	// worker from the cluster CIDR; the FSM assigns it when the worker
+	// joins and frees it when the node is removed.
+	Subnet string
+	// WireGuardKey is the worker's WireGuard public key (base64) and
+	// WireGuardPort its UDP port, registered by its agent. The private key
+	// never leaves the worker.
+	WireGuardKey  string
+	WireGuardPort int
+
 	CreateIndex uint64
 	ModifyIndex uint64
 }
@@ -116,6 +126,11 @@ type Namespace struct {
 	// AllowPrivileged lets tasks of this namespace ask for privileged
 	// containers; off by default.
 	AllowPrivileged bool
+	// Labels are what network policies' namespace selectors match.
+	Labels map[string]string
+	// Isolation makes the namespace's allocations accept traffic only
+	// from the same namespace (a generated network policy).
+	Isolation bool
 
 	CreateIndex uint64
 	ModifyIndex uint64
@@ -193,6 +208,11 @@ type ClusterConfig struct {
 	// UnsealKeyID names the unseal key the sealed fields need (a hash
 	// prefix; empty for the key the cluster was created with).
 	UnsealKeyID string
+	// ClusterCIDR is the range workers' allocation subnets are leased
+	// from (DefaultClusterCIDR unless `hive init --cluster-cidr`), cut
+	// into subnets of SubnetBits prefix length.
+	ClusterCIDR string
+	SubnetBits  int
 	CreatedAt   time.Time
 
 	CreateIndex uint64
