@@ -28,6 +28,7 @@ const DefaultMaxBatchBytes = 64 << 20
 type Applier struct {
 	netnsFd       int // -1: the caller's namespace
 	maxBatchBytes int
+	guard         *Guard
 }
 
 // Option configures an Applier.
@@ -40,6 +41,19 @@ func WithNetNS(fd int) Option { return func(a *Applier) { a.netnsFd = fd } }
 // WithMaxBatchBytes sets the size above which a sync is split into several
 // batches; tests use it to exercise the split path.
 func WithMaxBatchBytes(n int) Option { return func(a *Applier) { a.maxBatchBytes = n } }
+
+// SetGuard makes every later Apply write g's anti-spoofing rules ahead of
+// the policy (nil: none). The worker agent sets it as its allocations and
+// its lease change.
+func (a *Applier) SetGuard(g *Guard) error {
+	if g != nil {
+		if err := g.validate(); err != nil {
+			return err
+		}
+	}
+	a.guard = g
+	return nil
+}
 
 // New returns an Applier for the caller's network namespace unless
 // WithNetNS says otherwise.
@@ -98,7 +112,7 @@ func (a *Applier) Apply(r *policy.Ruleset) error {
 	if r == nil {
 		return errors.New("nft apply: nil ruleset")
 	}
-	p := plan(r)
+	p := plan(r, a.guard)
 	batches := p.split(a.maxBatchBytes)
 	for i, b := range batches {
 		c, err := a.conn(b.bytes)

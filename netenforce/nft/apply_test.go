@@ -225,7 +225,7 @@ func TestApplySplit(t *testing.T) {
 	ns := newNS(t)
 	eps, pols := benchCluster(2000, 2000)
 	r := mustCompile(t, eps, pols, nil)
-	p := plan(r)
+	p := plan(r, nil)
 	const limit = 256 << 10
 	if n := len(p.split(limit)); n < 3 {
 		t.Fatalf("split into %d batches, want several", n)

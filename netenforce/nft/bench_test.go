@@ -25,7 +25,7 @@ func BenchmarkApply(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		p := plan(r)
+		p := plan(r, nil)
 		b.ReportMetric(float64(p.elements), "elements")
 		b.ReportMetric(float64(len(p.split(DefaultMaxBatchBytes))), "batches")
 	})

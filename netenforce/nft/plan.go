@@ -57,6 +57,8 @@ type planned struct {
 	egress   dirPlan
 	ingress  dirPlan
 	elements int
+	guard    *Guard
+	vethSrc  *setSpec
 }
 
 var (
@@ -110,8 +112,11 @@ func appendAddr(b []byte, a netip.Addr) []byte {
 
 // plan turns r into sets and elements. Elements are sorted so that the
 // batch, and so the kernel's state, does not depend on map order.
-func plan(r *policy.Ruleset) *planned {
+func plan(r *policy.Ruleset, g *Guard) *planned {
 	p := &planned{r: r}
+	if g != nil {
+		p.planGuard(g)
+	}
 	for f := range 2 {
 		p.ep[f] = p.newSet("ep"+famName[f], typeAddr[f], prioDeny, mapToID)
 		p.quar[f] = p.newSet("quarantine"+famName[f], typeAddr[f], prioDeny, nil)

@@ -124,7 +124,7 @@ func (p *planned) writeStructure(c *nftables.Conn) error {
 }
 
 func (p *planned) forwardRules() []rule {
-	var out []rule
+	out := p.guardRules()
 	for fi, f := range families {
 		q := p.quar[fi].set
 		out = append(out,
