@@ -42,6 +42,8 @@ const (
 	DefaultAPIPort  = 7400
 	DefaultRPCPort  = 7401
 	DefaultSerfPort = 7402
+	// DefaultWireGuardPort is the UDP port of the workers' mesh.
+	DefaultWireGuardPort = 51820
 )
 
 // DefaultNamespace exists in every cluster and cannot be deleted.
