@@ -44,7 +44,11 @@ type NodeFingerprintRequest struct {
 	Attributes map[string]string
 	Resources  structs.Resources
 	Labels     map[string]string
-	Now        time.Time
+	// WireGuardKey and WireGuardPort are the worker's mesh identity, as
+	// its agent registers it (both empty: no networking).
+	WireGuardKey  string
+	WireGuardPort int
+	Now           time.Time
 }
 
 // NodeEligibilityRequest cordons, uncordons or drains a node.
@@ -138,6 +142,11 @@ func applyAllocClientUpdate(txn *state.Txn, buf []byte) (any, error) {
 		if !validClientStatus(u.ClientStatus) {
 			return nil, fmt.Errorf("client status %q: use pending, running, complete or failed: %w", u.ClientStatus, ErrInvalid)
 		}
+		if u.Address != "" {
+			if err := checkAllocAddress(r.Node(nil, req.NodeID), u.ID, u.Address); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for _, u := range req.Updates {
 		a := txn.Read().Alloc(nil, u.ID)
@@ -151,6 +160,9 @@ func applyAllocClientUpdate(txn *state.Txn, buf []byte) (any, error) {
 		cp.ClientDescription = u.ClientDescription
 		if u.TaskStates != nil {
 			cp.TaskStates = u.TaskStates
+		}
+		if u.Address != "" {
+			cp.Address = u.Address
 		}
 		cp.ModifyTime = req.Now
 		if err := txn.UpsertAlloc(&cp); err != nil {
@@ -169,16 +181,25 @@ func applyNodeFingerprint(txn *state.Txn, buf []byte) (any, error) {
 	if n == nil {
 		return nil, fmt.Errorf("node %s: %w", req.NodeID, state.ErrNotFound)
 	}
+	if err := checkWireGuard(txn.Read(), n.ID, req.WireGuardKey, req.WireGuardPort); err != nil {
+		return nil, err
+	}
 	cp := *n
 	cp.Attributes = req.Attributes
 	cp.Resources = req.Resources
 	if req.Labels != nil {
 		cp.Labels = req.Labels
 	}
+	cp.WireGuardKey, cp.WireGuardPort = req.WireGuardKey, req.WireGuardPort
 	cp.UpdatedAt = req.Now
 	if cp.Status == structs.NodeStatusInitializing {
 		cp.Status = structs.NodeStatusReady
 		cp.StatusUpdatedAt = req.Now
+	}
+	// A worker that joined when the cluster CIDR was full, or before
+	// subnets existed, gets one when its agent registers.
+	if err := assignSubnet(txn, &cp, req.Now); err != nil {
+		return nil, err
 	}
 	return nil, txn.UpsertNode(&cp)
 }

@@ -147,6 +147,13 @@ func applyClusterBootstrap(txn *state.Txn, buf []byte) (any, error) {
 	if err := checkACLTokens(req.ACLTokens); err != nil {
 		return nil, err
 	}
+	// Empty means the defaults (clusters made before the dataplane), so
+	// only a recorded range is checked.
+	if c := req.Cluster; c.ClusterCIDR != "" || c.SubnetBits != 0 {
+		if _, err := structs.ParseClusterCIDR(c.ClusterCIDR, c.SubnetBits); err != nil {
+			return nil, invalid(err)
+		}
+	}
 	if err := txn.PutCluster(&req.Cluster); err != nil {
 		return nil, err
 	}
@@ -197,11 +204,21 @@ func applyNodeRegister(txn *state.Txn, buf []byte) (any, error) {
 		return nil, err
 	}
 	node := req.Node
+	// The subnet and the mesh identity are the cluster's to give and the
+	// agent's to register, never the joiner's to claim; a rejoining node
+	// keeps its own, so its allocations and peers stay as they were.
+	node.Subnet, node.WireGuardKey, node.WireGuardPort = "", "", 0
 	if old := r.Node(nil, node.ID); old != nil {
 		node.JoinedAt = old.JoinedAt
 		if node.Labels == nil {
 			node.Labels = old.Labels
 		}
+		if old.Role == node.Role {
+			node.Subnet, node.WireGuardKey, node.WireGuardPort = old.Subnet, old.WireGuardKey, old.WireGuardPort
+		}
+	}
+	if err := assignSubnet(txn, &node, req.Now); err != nil {
+		return nil, err
 	}
 	if err := txn.UpsertNode(&node); err != nil {
 		return nil, err
@@ -314,6 +331,9 @@ func applyNamespaceUpsert(txn *state.Txn, buf []byte) (any, error) {
 	if err := structs.ValidateName("namespace", req.Namespace.Name); err != nil {
 		return nil, fmt.Errorf("%v: %w", err, ErrInvalid)
 	}
+	if err := structs.ValidateLabels(req.Namespace.Labels); err != nil {
+		return nil, invalid(fmt.Errorf("labels: %w", err))
+	}
 	if req.Create && txn.Read().Namespace(nil, req.Namespace.Name) != nil {
 		return nil, fmt.Errorf("namespace %q already exists: %w", req.Namespace.Name, ErrConflict)
 	}
@@ -327,6 +347,17 @@ func applyNamespaceDelete(txn *state.Txn, buf []byte) (any, error) {
 	}
 	if req.Name == structs.DefaultNamespace {
 		return nil, fmt.Errorf("the %q namespace cannot be deleted: %w", structs.DefaultNamespace, ErrInvalid)
+	}
+	r := txn.Read()
+	if r.Namespace(nil, req.Name) == nil {
+		return nil, fmt.Errorf("namespace %s: %w", req.Name, state.ErrNotFound)
+	}
+	// Its network policies go with it, as in Kubernetes: a namespace made
+	// again later under the same name must not inherit them.
+	for _, p := range r.NetworkPolicies(nil, req.Name) {
+		if err := txn.DeleteNetworkPolicy(p.Namespace, p.Name); err != nil {
+			return nil, err
+		}
 	}
 	return nil, txn.DeleteNamespace(req.Name)
 }

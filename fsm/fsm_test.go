@@ -273,6 +273,7 @@ func populated(t testing.TB) *FSM {
 			Versions: []*structs.SecretVersion{{Version: 1, Keys: []string{"password"}, RootKeyID: "rk1", WrappedDataKey: []byte("dk"), Ciphertext: []byte("ct"), CreatedAt: t0}}}}},
 		Now: t0,
 	})
+	populateNetwork(t, f, next)
 	res := mustApply(t, f, next(), NodeRemoveType, &NodeRemoveRequest{NodeID: "w1", Now: t0.Add(9 * time.Minute)})
 	if res.Value != 2 {
 		t.Fatalf("node remove revoked %v certificates, want 2", res.Value)
@@ -333,8 +334,8 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 	requireSameState(t, want, dump(t, dst.State()))
 
 	gotSnap, wantSnap := dst.State().Snapshot(), src.State().Snapshot()
-	if gotSnap.LatestIndex() != 20 {
-		t.Errorf("restored LatestIndex = %d, want 20", gotSnap.LatestIndex())
+	if gotSnap.LatestIndex() != 26 {
+		t.Errorf("restored LatestIndex = %d, want 26", gotSnap.LatestIndex())
 	}
 	for _, tab := range state.Tables {
 		if tab.Name == state.TableNamespaces {
@@ -362,9 +363,9 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 
 	// The restored FSM keeps applying: new event sequence numbers and
 	// indexes continue from the restored state.
-	mustApply(t, dst, 21, EventType, &EventRequest{Event: structs.Event{Type: "after", Time: t0}})
+	mustApply(t, dst, 27, EventType, &EventRequest{Event: structs.Event{Type: "after", Time: t0}})
 	evs := dst.State().Snapshot().Events(nil)
-	if last := evs[len(evs)-1]; last.Type != "after" || last.Index != 21 {
+	if last := evs[len(evs)-1]; last.Type != "after" || last.Index != 27 {
 		t.Errorf("last event after restore = %+v", last)
 	}
 }

@@ -49,6 +49,13 @@ var ACLResources = map[string][]string{
 	"deployment":     {"read", "list", "update"},
 	"evaluation":     {"read", "list", "create"},
 	"netpol":         {"read", "list", "create", "update", "delete"},
+
+	// alloc/quarantine cuts an allocation off the network: apart from
+	// alloc:update, so that running workloads never implies isolating
+	// them. netpol/admin are the cluster-wide admin network policies,
+	// which only global grants reach.
+	"alloc/quarantine": {"update"},
+	"netpol/admin":     {"read", "list", "create", "update", "delete"},
 }
 
 // ACLWildcard stands for every resource or every action in a rule, and for

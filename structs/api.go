@@ -88,6 +88,10 @@ type NamespaceRequest struct {
 	Name            string `json:"name"`
 	Description     string `json:"description,omitempty"`
 	AllowPrivileged bool   `json:"allow_privileged,omitempty"`
+	// Labels are what network policies' namespace selectors match;
+	// Isolation generates a policy admitting only same-namespace traffic.
+	Labels    map[string]string `json:"labels,omitempty"`
+	Isolation bool              `json:"isolation,omitempty"`
 }
 
 // JoinTokenCreateRequest creates a join token. TTL is a Go duration string.

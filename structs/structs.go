@@ -253,6 +253,11 @@ const (
 	EventSecretRotated     = "secret-rotated"
 	EventRootKeyRotated    = "root-key-rotated"
 	EventUnsealRotated     = "unseal-key-rotated"
+	// Networking: a worker joined but the cluster CIDR has no free subnet
+	// left for it; an allocation was quarantined or released.
+	EventNodeNoSubnet       = "node-no-subnet"
+	EventAllocQuarantined   = "alloc-quarantined"
+	EventAllocUnquarantined = "alloc-unquarantined"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

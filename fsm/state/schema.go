@@ -66,6 +66,8 @@ var Tables = []Table{
 	{18, TableServiceAccounts, func() any { return new(structs.ServiceAccount) }},
 	{19, TableRootKeys, func() any { return new(structs.RootKey) }},
 	{20, TableSecrets, func() any { return new(structs.Secret) }},
+	{21, TableNetworkPolicies, func() any { return new(structs.NetworkPolicy) }},
+	{22, TableAdminNetworkPolicies, func() any { return new(structs.AdminNetworkPolicy) }},
 }
 
 // TableByID finds a table by its snapshot type byte.
@@ -95,6 +97,7 @@ func schema() *memdb.DBSchema {
 	s := baseSchema()
 	aclSchema(s.Tables)
 	secretSchema(s.Tables)
+	netpolSchema(s.Tables)
 	return s
 }
 

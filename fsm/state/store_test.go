@@ -129,6 +129,12 @@ func TestTableRecordTypes(t *testing.T) {
 		if err := txn.UpsertSecret(&structs.Secret{Namespace: "ns", Name: "s"}); err != nil {
 			return err
 		}
+		if err := txn.UpsertNetworkPolicy(&structs.NetworkPolicy{Namespace: "ns", Name: "np"}); err != nil {
+			return err
+		}
+		if err := txn.UpsertAdminNetworkPolicy(&structs.AdminNetworkPolicy{Name: "anp"}); err != nil {
+			return err
+		}
 		return txn.AddEvent(structs.Event{Type: "x"})
 	})
 	snap := read(s)
