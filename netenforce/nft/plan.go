@@ -36,6 +36,9 @@ type dirPlan struct {
 	cidr     [2]*setSpec // by family index
 	cidrPort [2]*setSpec
 	admin    []adminPlan
+	// Verdict counting (see counters.go).
+	accMap, dropMap *setSpec
+	groups          []countGroup
 }
 
 // adminPlan holds one admin rule's sets; nil where the rule has nothing.
@@ -235,6 +238,7 @@ func (p *planned) planDirection(name, short string, egress bool, d *policy.Direc
 	for i := range admin {
 		dp.admin = append(dp.admin, p.planAdmin(fmt.Sprintf("%s_admin%d", short, i), &admin[i]))
 	}
+	p.planCounting(&dp, short, d)
 	return dp
 }
 
@@ -305,7 +309,8 @@ func elemBytes(e *nftables.SetElement) int {
 // structureBytes is a generous estimate of the table, chains, sets and
 // rules of a batch.
 func (p *planned) structureBytes() int {
-	return 64<<10 + len(p.sets)*512 + (len(p.egress.admin)+len(p.ingress.admin))*8*512
+	return 64<<10 + len(p.sets)*512 + (len(p.egress.admin)+len(p.ingress.admin))*8*512 +
+		(len(p.egress.groups)+len(p.ingress.groups))*2*512
 }
 
 // split cuts the elements into chunks and the chunks into batches of at

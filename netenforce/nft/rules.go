@@ -109,12 +109,15 @@ func (p *planned) writeStructure(c *nftables.Conn) error {
 	add := func(ch *nftables.Chain, r rule) {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r})
 	}
+	for _, d := range []*dirPlan{&p.egress, &p.ingress} {
+		p.writeCounting(c, t, d)
+	}
 	for _, r := range p.forwardRules() {
-		add(fwd, r)
+		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: r.exprs, UserData: r.tag})
 	}
 	for _, d := range []*dirPlan{&p.egress, &p.ingress} {
 		for _, r := range p.adminRules(d) {
-			add(chains[d.name], r)
+			c.AddRule(&nftables.Rule{Table: t, Chain: chains[d.name], Exprs: r.exprs, UserData: r.tag})
 		}
 		for _, r := range p.namespaceRules(d) {
 			add(chains[d.name+"_ns"], r)
@@ -123,30 +126,45 @@ func (p *planned) writeStructure(c *nftables.Conn) error {
 	return nil
 }
 
-func (p *planned) forwardRules() []rule {
-	out := p.guardRules()
+// tagRule is a rule with the user data that marks a counting rule.
+type tagRule struct {
+	exprs rule
+	tag   []byte
+}
+
+func untagged(rs ...rule) []tagRule {
+	out := make([]tagRule, len(rs))
+	for i, r := range rs {
+		out[i] = tagRule{exprs: r}
+	}
+	return out
+}
+
+func (p *planned) forwardRules() []tagRule {
+	out := untagged(p.guardRules()...)
+	qtag := countTag(VerdictDrop, "", []string{"quarantine"})
 	for fi, f := range families {
 		q := p.quar[fi].set
 		out = append(out,
-			rule{}.nfproto(f).addr(f, true, rAddr).in(q, rAddr).verdict(expr.VerdictDrop, ""),
-			rule{}.nfproto(f).addr(f, false, rAddr).in(q, rAddr).verdict(expr.VerdictDrop, ""))
+			tagRule{rule{}.nfproto(f).addr(f, true, rAddr).in(q, rAddr).counted(expr.VerdictDrop, ""), qtag},
+			tagRule{rule{}.nfproto(f).addr(f, false, rAddr).in(q, rAddr).counted(expr.VerdictDrop, ""), qtag})
 	}
 	// Replies and related packets (ICMP errors) of flows that were allowed
 	// when they started. Quarantine comes first, so it cuts them too.
-	out = append(out, rule{
+	out = append(out, tagRule{exprs: rule{
 		&expr.Ct{Key: expr.CtKeySTATE, Register: reg(rTmp)},
 		&expr.Bitwise{SourceRegister: reg(rTmp), DestRegister: reg(rTmp), Len: 4,
 			Mask: binary.NativeEndian.AppendUint32(nil, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED),
 			Xor:  []byte{0, 0, 0, 0}},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg(rTmp), Data: []byte{0, 0, 0, 0}},
 		&expr.Verdict{Kind: expr.VerdictAccept},
-	})
+	}})
 	for _, d := range []struct {
 		src   bool
 		chain string
 	}{{true, "egress"}, {false, "ingress"}} {
 		for fi, f := range families {
-			out = append(out, rule{}.nfproto(f).addr(f, d.src, rAddr).in(p.ep[fi].set, rAddr).verdict(expr.VerdictJump, d.chain))
+			out = append(out, tagRule{exprs: rule{}.nfproto(f).addr(f, d.src, rAddr).in(p.ep[fi].set, rAddr).verdict(expr.VerdictJump, d.chain)})
 		}
 	}
 	return out
@@ -180,22 +198,24 @@ func (p *planned) peerAny(r rule, d *dirPlan, fi int, at uint32) rule {
 // clone copies a rule prefix so that two rules never share a backing array.
 func (r rule) clone() rule { return append(rule(nil), r...) }
 
-func (p *planned) adminRules(d *dirPlan) []rule {
-	var out []rule
+func (p *planned) adminRules(d *dirPlan) []tagRule {
+	var out []tagRule
 	for _, a := range d.admin {
 		if a.subj == nil {
 			continue
 		}
 		var v expr.VerdictKind
-		chain := ""
+		chain, verdict := "", VerdictPass
 		switch a.rule.Action {
 		case structs.AdminActionAllow:
-			v = expr.VerdictReturn
+			v, verdict = expr.VerdictReturn, VerdictAccept
 		case structs.AdminActionDeny:
-			v = expr.VerdictDrop
+			v, verdict = expr.VerdictDrop, VerdictDrop
 		default: // Pass: straight to the namespace policies
 			v, chain = expr.VerdictGoto, d.name+"_ns"
 		}
+		tag := countTag(verdict, d.name, []string{"admin:" + a.rule.Policy})
+		tr := func(r rule) tagRule { return tagRule{r, tag} }
 		for fi, f := range families {
 			base := p.subject(d, fi).in(a.subj.set, rSubj)
 			if a.ports != nil {
@@ -203,26 +223,27 @@ func (p *planned) adminRules(d *dirPlan) []rule {
 			}
 			if a.peers != nil {
 				out = append(out,
-					p.peerClass(base.clone(), d, fi, rPeer).in(a.peers.set, rPeer).verdict(v, chain),
-					p.peerNamespace(base.clone(), d, fi, rPeer).in(a.peers.set, rPeer).verdict(v, chain))
+					tr(p.peerClass(base.clone(), d, fi, rPeer).in(a.peers.set, rPeer).counted(v, chain)),
+					tr(p.peerNamespace(base.clone(), d, fi, rPeer).in(a.peers.set, rPeer).counted(v, chain)))
 				if _, any := a.rule.Peers[policy.AnyEndpoint]; any {
-					out = append(out, p.peerAny(base.clone(), d, fi, rPeer).verdict(v, chain))
+					out = append(out, tr(p.peerAny(base.clone(), d, fi, rPeer).counted(v, chain)))
 				}
 			}
 			if a.cidr[fi] != nil {
-				out = append(out, base.clone().addr(f, !d.egress, rAddr).in(a.cidr[fi].set, rAddr).verdict(v, chain))
+				out = append(out, tr(base.clone().addr(f, !d.egress, rAddr).in(a.cidr[fi].set, rAddr).counted(v, chain)))
 			}
 		}
 	}
-	return append(out, rule{}.verdict(expr.VerdictGoto, d.name+"_ns"))
+	return append(out, tagRule{exprs: rule{}.verdict(expr.VerdictGoto, d.name+"_ns")})
 }
 
 func (p *planned) namespaceRules(d *dirPlan) []rule {
 	var out []rule
-	ret := func(r rule) rule { return r.verdict(expr.VerdictReturn, "") }
+	// Allows go through the subject's counting chain, which returns.
+	ret := func(r rule) rule { return r.vmap(d.accMap.set, rSubj) }
 	for fi, f := range families {
 		subj := p.subject(d, fi)
-		out = append(out, ret(subj.clone().notIn(d.isolated.set, rSubj)))
+		out = append(out, subj.clone().notIn(d.isolated.set, rSubj).verdict(expr.VerdictReturn, ""))
 		peers := []func(rule) rule{
 			func(r rule) rule { return p.peerClass(r, d, fi, rPeer) },
 			func(r rule) rule { return p.peerNamespace(r, d, fi, rPeer) },
@@ -238,6 +259,11 @@ func (p *planned) namespaceRules(d *dirPlan) []rule {
 		out = append(out, ret(subj.clone().addr(f, !d.egress, 1).in(d.cidr[fi].set, rSubj)))
 		// (subject . proto . peer address . port)
 		out = append(out, ret(subj.clone().l4proto(1).addr(f, !d.egress, 2).dport(2+f.words).in(d.cidrPort[fi].set, rSubj)))
+	}
+	// Nothing allowed it: drop through the subject's counting chain, and
+	// drop anyway should the map miss.
+	for fi := range families {
+		out = append(out, p.subject(d, fi).vmap(d.dropMap.set, rSubj))
 	}
 	return append(out, rule{}.verdict(expr.VerdictDrop, ""))
 }

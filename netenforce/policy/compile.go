@@ -362,6 +362,7 @@ func compilePorts(ps []structs.NetpolPort) portSpec {
 // directionBuilder accumulates elements before they are merged.
 type directionBuilder struct {
 	isolated  map[ID]struct{}
+	selected  map[ID][]string
 	anyPort   map[PairKey]struct{}
 	ports     map[PortKey][]PortRange
 	cidrAny   map[ID][]AddrRange
@@ -371,6 +372,7 @@ type directionBuilder struct {
 func newDirectionBuilder() *directionBuilder {
 	return &directionBuilder{
 		isolated:  map[ID]struct{}{},
+		selected:  map[ID][]string{},
 		anyPort:   map[PairKey]struct{}{},
 		ports:     map[PortKey][]PortRange{},
 		cidrAny:   map[ID][]AddrRange{},
@@ -424,11 +426,12 @@ func (c *compiler) addRule(b *directionBuilder, subjects []ID, peers []structs.N
 
 func (b *directionBuilder) finish() Direction {
 	d := Direction{
-		Isolated:  b.isolated,
-		AnyPort:   b.anyPort,
-		Ports:     make(map[PortKey][]PortRange, len(b.ports)),
-		CIDRAny:   make(map[ID][]AddrRange, len(b.cidrAny)),
-		CIDRPorts: make(map[CIDRKey][]CIDRPorts, len(b.cidrBoxes)),
+		Isolated:   b.isolated,
+		SelectedBy: make(map[ID][]string, len(b.selected)),
+		AnyPort:    b.anyPort,
+		Ports:      make(map[PortKey][]PortRange, len(b.ports)),
+		CIDRAny:    make(map[ID][]AddrRange, len(b.cidrAny)),
+		CIDRPorts:  make(map[CIDRKey][]CIDRPorts, len(b.cidrBoxes)),
 	}
 	for k, v := range b.ports {
 		if _, all := b.anyPort[PairKey{k.Subject, k.Peer}]; all {
@@ -438,6 +441,10 @@ func (b *directionBuilder) finish() Direction {
 	}
 	for k, v := range b.cidrAny {
 		d.CIDRAny[k] = mergeAddrRanges(v)
+	}
+	for k, v := range b.selected {
+		slices.Sort(v)
+		d.SelectedBy[k] = slices.Compact(v)
 	}
 	for k, v := range b.cidrBoxes {
 		d.CIDRPorts[k] = decomposeBoxes(v)
@@ -477,9 +484,11 @@ func (c *compiler) compile(policies []structs.NetworkPolicy, admin []structs.Adm
 		}
 		isIn, isEg := p.PolicyDirections()
 		subjects := c.classesMatching(p.Namespace, nil, &p.Selector)
+		key := p.Namespace + "/" + p.Name
 		if isIn {
 			for _, s := range subjects {
 				in.isolated[s] = struct{}{}
+				in.selected[s] = append(in.selected[s], key)
 			}
 			for _, rule := range p.Ingress {
 				c.addRule(in, subjects, rule.From, rule.Ports, p.Namespace)
@@ -488,6 +497,7 @@ func (c *compiler) compile(policies []structs.NetworkPolicy, admin []structs.Adm
 		if isEg {
 			for _, s := range subjects {
 				eg.isolated[s] = struct{}{}
+				eg.selected[s] = append(eg.selected[s], key)
 			}
 			for _, rule := range p.Egress {
 				c.addRule(eg, subjects, rule.To, rule.Ports, p.Namespace)

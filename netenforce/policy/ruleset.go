@@ -70,6 +70,10 @@ type Direction struct {
 	// Isolated holds the classes selected by some policy of this direction:
 	// they are default-deny, all others default-allow.
 	Isolated map[ID]struct{}
+	// SelectedBy names, for each isolated class, the policies
+	// ("namespace/name", sorted) that select it: the dataplane counts the
+	// packets it accepts and drops for the class under those names.
+	SelectedBy map[ID][]string
 	// AnyPort holds (subject, peer) pairs allowed on every port and
 	// protocol.
 	AnyPort map[PairKey]struct{}
