@@ -21,7 +21,9 @@ const (
 //     jobs and allocations; read, list and update on deployments; read,
 //     list and create on evaluations (forcing one); reading allocation
 //     logs; read and list on secrets (names and metadata, never
-//     secret/value), namespaces, nodes, events and images. Nothing on
+//     secret/value), namespaces, nodes, events, images and network
+//     policies (which decide what their allocations may reach; changing
+//     them is the namespace owner's or an administrator's). Nothing on
 //     roles, bindings, users, groups, service accounts, tokens, policies,
 //     audit or operator, so a developer can neither give itself more nor
 //     change anyone else's access; no alloc/exec, which is a shell.
@@ -51,7 +53,7 @@ func BuiltinRoles() []*structs.ACLRole {
 				{Resources: []string{"deployment"}, Actions: []string{"read", "list", "update"}, Scope: "global"},
 				{Resources: []string{"evaluation"}, Actions: []string{"read", "list", "create"}, Scope: "global"},
 				{Resources: []string{"alloc/logs"}, Actions: []string{"read"}, Scope: "global"},
-				{Resources: []string{"secret", "namespace", "node", "event", "image"}, Actions: []string{"read", "list"}, Scope: "global"},
+				{Resources: []string{"secret", "namespace", "node", "event", "image", "netpol"}, Actions: []string{"read", "list"}, Scope: "global"},
 			},
 		},
 		{
@@ -63,7 +65,7 @@ func BuiltinRoles() []*structs.ACLRole {
 					Resources: []string{
 						"job", "alloc", "node", "namespace", "secret", "policy", "role", "binding",
 						"user", "group", "serviceaccount", "operator", "image", "event",
-						"deployment", "evaluation", "netpol",
+						"deployment", "evaluation", "netpol", "netpol/admin",
 					},
 					Actions: []string{"read", "list"},
 					Scope:   "global",

@@ -107,6 +107,19 @@ func TestBuiltinRoles(t *testing.T) {
 		{dev, "token", "revoke", "", "t1", false},
 		{dev, "node", "drain", "", "n1", false},
 		{dev, "operator", "snapshot", "", "", false},
+		// network policies: developers read theirs, change none, and
+		// quarantine nothing; viewers read everything but change nothing.
+		{dev, "netpol", "read", "web", "allow-web", true},
+		{dev, "netpol", "list", "web", "", true},
+		{dev, "netpol", "create", "web", "allow-web", false},
+		{dev, "netpol", "delete", "web", "allow-web", false},
+		{dev, "netpol/admin", "read", "", "deny-all", false},
+		{dev, "alloc/quarantine", "update", "web", "a1", false},
+		{vera, "netpol/admin", "list", "", "", true},
+		{vera, "netpol", "update", "web", "allow-web", false},
+		{vera, "alloc/quarantine", "update", "web", "a1", false},
+		{root, "alloc/quarantine", "update", "web", "a1", true},
+		{root, "netpol/admin", "create", "", "deny-all", true},
 		// admin: everything, cluster-wide included.
 		{root, "operator", "keyring", "", "", true},
 		{root, "secret/value", "read", "web", "db-password", true},

@@ -26,7 +26,7 @@ func TestList(t *testing.T) {
 	var want []Permission
 	// viewer's one rule, confined to db; operator has no list action.
 	for _, res := range []string{"alloc", "binding", "deployment", "evaluation", "event", "group", "image", "job",
-		"namespace", "netpol", "node", "operator", "policy", "role", "secret", "serviceaccount", "user"} {
+		"namespace", "netpol", "netpol/admin", "node", "operator", "policy", "role", "secret", "serviceaccount", "user"} {
 		acts := []string{"list", "read"}
 		if res == "operator" {
 			acts = []string{"read"}

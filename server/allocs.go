@@ -184,9 +184,20 @@ func (s *Server) handleNodeRegister(_ http.ResponseWriter, r *http.Request, c *c
 			return nil, badRequest("label keys must be 1-128 characters")
 		}
 	}
+	if req.WireGuardKey != "" {
+		if err := structs.ValidateWireGuardKey(req.WireGuardKey); err != nil {
+			return nil, badRequest("wireguard_key: %v", err)
+		}
+		if req.WireGuardPort < 1 || req.WireGuardPort > 65535 {
+			return nil, badRequest("wireguard_port: %d is out of range 1-65535; send the UDP port the worker's WireGuard listens on", req.WireGuardPort)
+		}
+	} else if req.WireGuardPort != 0 {
+		return nil, badRequest("wireguard_port: %d given without wireguard_key; send both or neither", req.WireGuardPort)
+	}
 	s.liveness.heartbeat(c.nodeID, time.Now().UTC())
 	if _, err := s.apply(fsm.NodeFingerprintType, &fsm.NodeFingerprintRequest{
-		NodeID: c.nodeID, Attributes: req.Attributes, Resources: req.Resources, Labels: req.Labels, Now: time.Now().UTC(),
+		NodeID: c.nodeID, Attributes: req.Attributes, Resources: req.Resources, Labels: req.Labels,
+		WireGuardKey: req.WireGuardKey, WireGuardPort: req.WireGuardPort, Now: time.Now().UTC(),
 	}); err != nil {
 		return nil, err
 	}

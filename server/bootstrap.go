@@ -152,7 +152,8 @@ func Init(cfg Config) (*Server, *Bootstrap, error) {
 		return nil, nil, err
 	}
 	req := &fsm.ClusterBootstrapRequest{
-		Cluster: structs.ClusterConfig{ClusterID: clusterID, CACertPEM: ca.CertPEM, CAKeySealed: caSealed, GossipKeysSealed: gossipSealed, Autolock: cfg.Autolock, CreatedAt: now},
+		Cluster: structs.ClusterConfig{ClusterID: clusterID, CACertPEM: ca.CertPEM, CAKeySealed: caSealed, GossipKeysSealed: gossipSealed, Autolock: cfg.Autolock,
+			ClusterCIDR: cfg.ClusterCIDR, SubnetBits: cfg.SubnetBits, CreatedAt: now},
 		Node: structs.Node{
 			ID: nodeID, Name: cfg.Name, Role: structs.RoleManager, Address: cfg.Advertise,
 			APIPort: cfg.APIPort, RPCPort: cfg.RPCPort, SerfPort: cfg.SerfPort, Status: structs.NodeStatusReady,

@@ -63,6 +63,12 @@ type Config struct {
 	// key on its own (default 30 days; negative: never).
 	RootKeyRotation time.Duration
 
+	// ClusterCIDR (at init) is the range workers' allocation subnets are
+	// leased from, in subnets of SubnetBits prefix length; empty and zero
+	// take structs.DefaultClusterCIDR and DefaultSubnetBits.
+	ClusterCIDR string
+	SubnetBits  int
+
 	Logger hclog.Logger
 }
 
@@ -127,6 +133,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = 2 * time.Second
+	}
+	if c.ClusterCIDR == "" {
+		c.ClusterCIDR = structs.DefaultClusterCIDR
+	}
+	if c.SubnetBits == 0 {
+		c.SubnetBits = structs.DefaultSubnetBits
+	}
+	if _, err := structs.ParseClusterCIDR(c.ClusterCIDR, c.SubnetBits); err != nil {
+		return err
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()

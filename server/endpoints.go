@@ -144,7 +144,11 @@ func (s *Server) handleNamespaceCreate(_ http.ResponseWriter, r *http.Request, _
 	if len(req.Description) > 1024 {
 		return nil, badRequest("namespace description is %d bytes; the limit is 1024", len(req.Description))
 	}
-	ns := structs.Namespace{Name: name, Description: req.Description, AllowPrivileged: req.AllowPrivileged, CreatedAt: time.Now().UTC()}
+	if err := structs.ValidateLabels(req.Labels); err != nil {
+		return nil, badRequest("labels: %v", err)
+	}
+	ns := structs.Namespace{Name: name, Description: req.Description, AllowPrivileged: req.AllowPrivileged,
+		Labels: req.Labels, Isolation: req.Isolation, CreatedAt: time.Now().UTC()}
 	if _, err := s.apply(fsm.NamespaceUpsertType, &fsm.NamespaceUpsertRequest{Namespace: ns, Create: true}); err != nil {
 		return nil, err
 	}

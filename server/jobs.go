@@ -99,6 +99,9 @@ func (s *Server) normalizeJob(r *http.Request, req *structs.JobRegisterRequest, 
 	if err := checkUpdate(j.Update); err != nil {
 		return nil, err
 	}
+	if err := structs.ValidateEndpointLabels(j.Labels); err != nil {
+		return nil, badRequest("job %q labels: %v", j.ID, err)
+	}
 	groups := map[string]bool{}
 	for _, g := range j.Groups {
 		if g == nil {
@@ -113,6 +116,9 @@ func (s *Server) normalizeJob(r *http.Request, req *structs.JobRegisterRequest, 
 		groups[g.Name] = true
 		if g.Count < 0 {
 			return nil, badRequest("group %q: count %d cannot be negative", g.Name, g.Count)
+		}
+		if err := structs.ValidateEndpointLabels(g.Labels); err != nil {
+			return nil, badRequest("group %q labels: %v", g.Name, err)
 		}
 		if len(g.Tasks) == 0 {
 			return nil, badRequest("group %q has no tasks", g.Name)

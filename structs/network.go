@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 )
 
 // MaxSubnetBits is the longest prefix a worker's subnet may have: a /30
@@ -80,6 +81,31 @@ func ValidateLabels(labels map[string]string) error {
 		}
 		if err := ValidateLabelValue(labels[k]); err != nil {
 			return fmt.Errorf("label %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// ReservedLabelPrefix starts the label keys Hive sets on every endpoint
+// itself (LabelJob, LabelGroup, LabelNamespace); jobs may not set them, so
+// a policy selecting hive.io/job=web selects that job and nothing posing
+// as it.
+const ReservedLabelPrefix = "hive.io/"
+
+// ValidateEndpointLabels checks the labels of a job or group: valid keys
+// and values, none under ReservedLabelPrefix.
+func ValidateEndpointLabels(labels map[string]string) error {
+	if err := ValidateLabels(labels); err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if strings.HasPrefix(k, ReservedLabelPrefix) {
+			return fmt.Errorf("label key %q: keys starting with %q are set by Hive itself", k, ReservedLabelPrefix)
 		}
 	}
 	return nil

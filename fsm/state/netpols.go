@@ -87,3 +87,24 @@ func (s *Snapshot) AdminNetworkPolicy(ws memdb.WatchSet, name string) *structs.A
 func (s *Snapshot) AdminNetworkPolicies(ws memdb.WatchSet) []*structs.AdminNetworkPolicy {
 	return list[structs.AdminNetworkPolicy](s, ws, TableAdminNetworkPolicies, "id")
 }
+
+// Indexes returns the highest index of the given tables and adds their
+// index entries to ws, so a blocking query over several tables wakes when
+// any of them changes without watching (or scanning) their records. For a
+// table never written yet memdb can only watch a prefix its entry would
+// share with others, so such a watch may also wake for them: a blocking
+// query then checks once more and sleeps again.
+func (s *Snapshot) Indexes(ws memdb.WatchSet, tables ...string) uint64 {
+	var max uint64
+	for _, table := range tables {
+		ch, o, err := s.txn.FirstWatch(TableIndex, "id", table)
+		if err != nil {
+			continue // only a schema mismatch errors; tests cover it
+		}
+		ws.Add(ch)
+		if o != nil && o.(*IndexEntry).Value > max {
+			max = o.(*IndexEntry).Value
+		}
+	}
+	return max
+}

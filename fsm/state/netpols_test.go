@@ -90,3 +90,36 @@ func watchFired(ws memdb.WatchSet) bool {
 	}
 	return false
 }
+
+func TestIndexesWatch(t *testing.T) {
+	s := New()
+	ws := memdb.NewWatchSet()
+	if got := read(s).Indexes(ws, TableNetworkPolicies, TableNodes); got != 0 {
+		t.Fatalf("Indexes of an empty store = %d", got)
+	}
+	// A table never written before fires the watch when first written.
+	write(t, s, 4, func(txn *Txn) error { return txn.UpsertNode(&structs.Node{ID: "n", Role: structs.RoleWorker}) })
+	if !watchFired(ws) {
+		t.Error("the first node write did not fire the watch")
+	}
+	write(t, s, 5, func(txn *Txn) error {
+		return txn.UpsertNetworkPolicy(&structs.NetworkPolicy{Namespace: "x", Name: "p"})
+	})
+	ws = memdb.NewWatchSet()
+	if got := read(s).Indexes(ws, TableNetworkPolicies, TableNodes); got != 5 {
+		t.Errorf("Indexes = %d, want 5", got)
+	}
+	// Once the tables have index entries, a write elsewhere does not wake
+	// the watch (before, it may: memdb then watches a shared prefix).
+	write(t, s, 6, func(txn *Txn) error { return txn.UpsertNamespace(&structs.Namespace{Name: "x"}) })
+	if watchFired(ws) {
+		t.Error("a namespace write fired a watch on nodes and policies")
+	}
+	write(t, s, 7, func(txn *Txn) error { return txn.DeleteNetworkPolicy("x", "p") })
+	if !watchFired(ws) {
+		t.Error("a policy delete did not fire the watch")
+	}
+	if got := read(s).Indexes(nil, TableNetworkPolicies, TableNodes); got != 7 {
+		t.Errorf("Indexes = %d, want 7", got)
+	}
+}
