@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -358,54 +359,59 @@ func TestNodeNetwork(t *testing.T) {
 	}
 
 	// Long polls answer when something they are made of changes:
-	// quarantine, then an admin policy, then a peer leaving.
-	poll := func(what string, idx uint64, done func(*structs.NodeNetwork) bool) uint64 {
-		t.Helper()
+	// quarantine, then an admin policy, then a peer leaving. Each poll runs
+	// beside the change; it loops over answers caused by other writes.
+	type result struct {
+		idx uint64
+		err error
+	}
+	got := make(chan result, 1)
+	poll := func(what string, idx uint64, done func(*structs.NodeNetwork) bool) {
 		for {
 			nn, m, err := w2.client(t, s).NodeAgent().Network(ctx, &api.QueryOptions{WaitIndex: idx, WaitTime: 20 * time.Second})
-			if err != nil {
-				t.Fatalf("long poll for %s: %v", what, err)
-			}
-			if m.LastIndex <= idx {
-				t.Fatalf("long poll for %s ended without a change (index %d, asked for more than %d)", what, m.LastIndex, idx)
-			}
-			if done(nn) {
-				return m.LastIndex
+			switch {
+			case err != nil:
+				got <- result{err: fmt.Errorf("long poll for %s: %w", what, err)}
+				return
+			case m.LastIndex <= idx:
+				got <- result{err: fmt.Errorf("long poll for %s ended without a change (index %d, asked for more than %d)", what, m.LastIndex, idx)}
+				return
+			case done(nn):
+				got <- result{idx: m.LastIndex}
+				return
 			}
 			idx = m.LastIndex
 		}
 	}
-	type result struct {
-		idx uint64
+	wait := func() uint64 {
+		t.Helper()
+		r := <-got
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r.idx
 	}
-	got := make(chan result, 1)
-	go func() {
-		got <- result{poll("quarantine", meta.LastIndex, func(nn *structs.NodeNetwork) bool { return nn.Endpoints[0].Quarantined })}
-	}()
+	go poll("quarantine", meta.LastIndex, func(nn *structs.NodeNetwork) bool { return len(nn.Endpoints) == 1 && nn.Endpoints[0].Quarantined })
 	var q structs.Allocation
 	mustStatus(t, "quarantine", postJSON(t, c, admin, "POST", "/v1/allocation/"+alloc.ID+"/quarantine", nil, &q), http.StatusOK)
 	if !q.Quarantined {
 		t.Errorf("quarantine answered %+v", q)
 	}
-	idx := (<-got).idx
+	idx := wait()
 	if evs := eventsOf(s, structs.EventAllocQuarantined); len(evs) != 1 || evs[0].Subject != alloc.ID || !strings.Contains(evs[0].Message, "bootstrap-token") {
 		t.Errorf("quarantine events = %+v", evs)
 	}
-	go func() {
-		got <- result{poll("admin policy", idx, func(nn *structs.NodeNetwork) bool { return len(nn.AdminPolicies) == 1 })}
-	}()
+	go poll("admin policy", idx, func(nn *structs.NodeNetwork) bool { return len(nn.AdminPolicies) == 1 })
 	mustStatus(t, "admin policy", postJSON(t, c, admin, "PUT", "/v1/admin-netpols", structs.AdminNetworkPolicy{Name: "a", Ingress: []structs.AdminNetpolRule{{
 		Action: "pass", Peers: []structs.NetpolPeer{{NamespaceSelector: &structs.LabelSelector{}}}}}}, nil), http.StatusOK)
-	idx = (<-got).idx
+	idx = wait()
 	mustStatus(t, "release", postJSON(t, c, admin, "DELETE", "/v1/allocation/"+alloc.ID+"/quarantine", nil, &q), http.StatusOK)
 	if q.Quarantined || len(eventsOf(s, structs.EventAllocUnquarantined)) != 1 {
 		t.Errorf("release answered %+v; events %+v", q, eventsOf(s, structs.EventAllocUnquarantined))
 	}
-	go func() {
-		got <- result{poll("peer removal", idx, func(nn *structs.NodeNetwork) bool { return len(nn.Peers) == 0 })}
-	}()
+	go poll("peer removal", idx, func(nn *structs.NodeNetwork) bool { return len(nn.Peers) == 0 })
 	mustStatus(t, "remove w1", postJSON(t, c, admin, "DELETE", "/v1/node/"+w1.node.ID, nil, nil), http.StatusOK)
-	<-got
+	wait()
 
 	// w1's subnet is free again: the next worker gets it.
 	w3 := joinWorker(t, s.APIAddr(), tc.boot.WorkerToken, "")
