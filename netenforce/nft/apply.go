@@ -3,6 +3,7 @@ package nft
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 
 	"github.com/google/nftables"
@@ -29,6 +30,9 @@ type Applier struct {
 	netnsFd       int // -1: the caller's namespace
 	maxBatchBytes int
 	guard         *Guard
+
+	mu          sync.Mutex
+	dropSources map[string]DropSource
 }
 
 // Option configures an Applier.
@@ -138,6 +142,9 @@ func (a *Applier) Apply(r *policy.Ruleset) error {
 			return fmt.Errorf("nft apply: batch %d of %d: %w", i+1, len(batches), err)
 		}
 	}
+	a.mu.Lock()
+	a.dropSources = p.dropSources
+	a.mu.Unlock()
 	return nil
 }
 

@@ -166,6 +166,10 @@ func TestApplyReadBackReplaceDelete(t *testing.T) {
 			counting++
 			continue
 		}
+		// Drop chains of quarantine and admin deny rules (logged).
+		if ch.Name == "quarantine" || strings.HasSuffix(ch.Name, "_drop") && strings.Contains(ch.Name, "_admin") {
+			continue
+		}
 		names = append(names, ch.Name)
 	}
 	slices.Sort(names)

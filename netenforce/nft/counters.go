@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
 	"github.com/hivesec/hive/netenforce/policy"
 )
@@ -118,16 +119,54 @@ func (r rule) counted(v expr.VerdictKind, chain string) rule {
 	return append(r, &expr.Counter{}, &expr.Verdict{Kind: v, Chain: chain})
 }
 
+// LogGroup is the NFLOG group denied flows are logged to (see
+// netenforce/nflog), LogRate the most packets per second a node logs and
+// LogBurst how many it logs at once before the rate applies.
+const (
+	LogGroup = 17
+	LogRate  = 10
+	LogBurst = 20
+)
+
+// DropSource says what a logged packet's prefix (the chain that dropped
+// it) stands for.
+type DropSource struct {
+	Direction string
+	Policies  []string
+}
+
+// writeDropChain adds a chain that logs a rate-limited sample of what it
+// gets to LogGroup with the chain's name as prefix, counts it under tag,
+// and drops it. Rate-limited logging is its own rule: over the rate, the
+// limit ends that rule and the packet goes on to be counted and dropped.
+func (p *planned) writeDropChain(c *nftables.Conn, t *nftables.Table, name, dir string, policies []string) {
+	ch := c.AddChain(&nftables.Chain{Name: name, Table: t})
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: rule{
+		&expr.Limit{Type: expr.LimitTypePkts, Rate: LogRate, Unit: expr.LimitTimeSecond, Burst: LogBurst},
+		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: LogGroup, Data: []byte(name)},
+	}})
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: rule{}.counted(expr.VerdictDrop, ""),
+		UserData: countTag(VerdictDrop, dir, policies)})
+	p.dropSources[name] = DropSource{Direction: dir, Policies: policies}
+}
+
 // writeCounting adds the group chains of a direction.
 func (p *planned) writeCounting(c *nftables.Conn, t *nftables.Table, dp *dirPlan) {
 	for _, g := range dp.groups {
 		acc := c.AddChain(&nftables.Chain{Name: g.acc, Table: t})
 		c.AddRule(&nftables.Rule{Table: t, Chain: acc, Exprs: rule{}.counted(expr.VerdictReturn, ""),
 			UserData: countTag(VerdictAccept, dp.name, g.policies)})
-		drop := c.AddChain(&nftables.Chain{Name: g.drop, Table: t})
-		c.AddRule(&nftables.Rule{Table: t, Chain: drop, Exprs: rule{}.counted(expr.VerdictDrop, ""),
-			UserData: countTag(VerdictDrop, dp.name, g.policies)})
+		p.writeDropChain(c, t, g.drop, dp.name, g.policies)
 	}
+}
+
+// DropSource returns what the chain named in a logged packet's prefix
+// stands for, as of the last Apply.
+func (a *Applier) DropSource(prefix string) (DropSource, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s, ok := a.dropSources[prefix]
+	return s, ok
 }
 
 // Counters reads the verdict counters of table inet hive, one entry per

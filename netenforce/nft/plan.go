@@ -62,6 +62,8 @@ type planned struct {
 	elements int
 	guard    *Guard
 	vethSrc  *setSpec
+	// dropSources maps the drop chains written to what they stand for.
+	dropSources map[string]DropSource
 }
 
 var (
@@ -116,7 +118,7 @@ func appendAddr(b []byte, a netip.Addr) []byte {
 // plan turns r into sets and elements. Elements are sorted so that the
 // batch, and so the kernel's state, does not depend on map order.
 func plan(r *policy.Ruleset, g *Guard) *planned {
-	p := &planned{r: r}
+	p := &planned{r: r, dropSources: map[string]DropSource{}}
 	if g != nil {
 		p.planGuard(g)
 	}

@@ -14,7 +14,8 @@ import (
 
 // Chain names inside table inet hive.
 const (
-	chainForward = "forward"
+	chainForward    = "forward"
+	chainQuarantine = "quarantine"
 )
 
 // reg is the kernel number of 32-bit register i (NFT_REG32_00 + i). Keys
@@ -109,8 +110,14 @@ func (p *planned) writeStructure(c *nftables.Conn) error {
 	add := func(ch *nftables.Chain, r rule) {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r})
 	}
+	p.writeDropChain(c, t, chainQuarantine, "", []string{"quarantine"})
 	for _, d := range []*dirPlan{&p.egress, &p.ingress} {
 		p.writeCounting(c, t, d)
+		for i, a := range d.admin {
+			if a.subj != nil && a.rule.Action == structs.AdminActionDeny {
+				p.writeDropChain(c, t, adminDropChain(d, i), d.name, []string{"admin:" + a.rule.Policy})
+			}
+		}
 	}
 	for _, r := range p.forwardRules() {
 		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: r.exprs, UserData: r.tag})
@@ -142,12 +149,11 @@ func untagged(rs ...rule) []tagRule {
 
 func (p *planned) forwardRules() []tagRule {
 	out := untagged(p.guardRules()...)
-	qtag := countTag(VerdictDrop, "", []string{"quarantine"})
 	for fi, f := range families {
 		q := p.quar[fi].set
-		out = append(out,
-			tagRule{rule{}.nfproto(f).addr(f, true, rAddr).in(q, rAddr).counted(expr.VerdictDrop, ""), qtag},
-			tagRule{rule{}.nfproto(f).addr(f, false, rAddr).in(q, rAddr).counted(expr.VerdictDrop, ""), qtag})
+		out = append(out, untagged(
+			rule{}.nfproto(f).addr(f, true, rAddr).in(q, rAddr).verdict(expr.VerdictGoto, chainQuarantine),
+			rule{}.nfproto(f).addr(f, false, rAddr).in(q, rAddr).verdict(expr.VerdictGoto, chainQuarantine))...)
 	}
 	// Replies and related packets (ICMP errors) of flows that were allowed
 	// when they started. Quarantine comes first, so it cuts them too.
@@ -198,9 +204,12 @@ func (p *planned) peerAny(r rule, d *dirPlan, fi int, at uint32) rule {
 // clone copies a rule prefix so that two rules never share a backing array.
 func (r rule) clone() rule { return append(rule(nil), r...) }
 
+// adminDropChain names the drop chain of admin rule i of direction d.
+func adminDropChain(d *dirPlan, i int) string { return fmt.Sprintf("%s_admin%d_drop", d.name, i) }
+
 func (p *planned) adminRules(d *dirPlan) []tagRule {
 	var out []tagRule
-	for _, a := range d.admin {
+	for i, a := range d.admin {
 		if a.subj == nil {
 			continue
 		}
@@ -210,12 +219,18 @@ func (p *planned) adminRules(d *dirPlan) []tagRule {
 		case structs.AdminActionAllow:
 			v, verdict = expr.VerdictReturn, VerdictAccept
 		case structs.AdminActionDeny:
-			v, verdict = expr.VerdictDrop, VerdictDrop
+			// Counted, logged and dropped in its own chain.
+			v, chain = expr.VerdictGoto, adminDropChain(d, i)
 		default: // Pass: straight to the namespace policies
 			v, chain = expr.VerdictGoto, d.name+"_ns"
 		}
 		tag := countTag(verdict, d.name, []string{"admin:" + a.rule.Policy})
-		tr := func(r rule) tagRule { return tagRule{r, tag} }
+		tr := func(r rule) tagRule {
+			if a.rule.Action == structs.AdminActionDeny {
+				return tagRule{exprs: r.verdict(v, chain)}
+			}
+			return tagRule{r.counted(v, chain), tag}
+		}
 		for fi, f := range families {
 			base := p.subject(d, fi).in(a.subj.set, rSubj)
 			if a.ports != nil {
@@ -223,14 +238,14 @@ func (p *planned) adminRules(d *dirPlan) []tagRule {
 			}
 			if a.peers != nil {
 				out = append(out,
-					tr(p.peerClass(base.clone(), d, fi, rPeer).in(a.peers.set, rPeer).counted(v, chain)),
-					tr(p.peerNamespace(base.clone(), d, fi, rPeer).in(a.peers.set, rPeer).counted(v, chain)))
+					tr(p.peerClass(base.clone(), d, fi, rPeer).in(a.peers.set, rPeer)),
+					tr(p.peerNamespace(base.clone(), d, fi, rPeer).in(a.peers.set, rPeer)))
 				if _, any := a.rule.Peers[policy.AnyEndpoint]; any {
-					out = append(out, tr(p.peerAny(base.clone(), d, fi, rPeer).counted(v, chain)))
+					out = append(out, tr(p.peerAny(base.clone(), d, fi, rPeer)))
 				}
 			}
 			if a.cidr[fi] != nil {
-				out = append(out, tr(base.clone().addr(f, !d.egress, rAddr).in(a.cidr[fi].set, rAddr).counted(v, chain)))
+				out = append(out, tr(base.clone().addr(f, !d.egress, rAddr).in(a.cidr[fi].set, rAddr)))
 			}
 		}
 	}
