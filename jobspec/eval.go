@@ -299,6 +299,10 @@ type decoder struct {
 	ctx   *hcl.EvalContext
 	diags hcl.Diagnostics
 	warns hcl.Diagnostics
+	// static files (network policies) are declarations: no variables,
+	// functions or runtime references, so what they allow reads as
+	// written.
+	static bool
 }
 
 func (d *decoder) errorf(rng hcl.Range, format string, args ...any) {
@@ -323,7 +327,13 @@ func (d *decoder) value(a *hclsyntax.Attribute, ty cty.Type, what string) (cty.V
 	if a == nil {
 		return cty.NilVal, false
 	}
-	v, diags := evalExpr(d.ctx, a.Expr)
+	var v cty.Value
+	var diags hcl.Diagnostics
+	if d.static {
+		v, diags = a.Expr.Value(nil)
+	} else {
+		v, diags = evalExpr(d.ctx, a.Expr)
+	}
 	if diags.HasErrors() {
 		d.diags = append(d.diags, diags...)
 		return cty.NilVal, false

@@ -50,3 +50,40 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNetworkPolicies: no input makes the policy parser panic; it returns
+// policies the managers would accept or an *Error, never both or neither.
+func FuzzNetworkPolicies(f *testing.F) {
+	src, err := os.ReadFile(filepath.Join("testdata", "netpol", "policies.hcl"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(src)
+	f.Add([]byte(np("  selector {}\n  ingress {\n    from {\n      ip_block { cidr = \"10.0.0.0/8\" }\n    }\n  }")))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		got, err := ParseNetworkPolicies("fuzz.hcl", src)
+		if err != nil {
+			var perr *Error
+			if !errors.As(err, &perr) {
+				t.Fatalf("error %T is not an *Error: %v", err, err)
+			}
+			if got != nil || len(perr.Problems()) == 0 {
+				t.Fatalf("error %v with result %+v", err, got)
+			}
+			return
+		}
+		if got == nil {
+			t.Fatal("neither policies nor an error")
+		}
+		for _, p := range got.Policies {
+			if err := p.Validate(); err != nil {
+				t.Fatalf("parsed policy fails Validate: %v", err)
+			}
+		}
+		for _, p := range got.AdminPolicies {
+			if err := p.Validate(); err != nil {
+				t.Fatalf("parsed admin policy fails Validate: %v", err)
+			}
+		}
+	})
+}

@@ -13,7 +13,7 @@ import (
 var jobSchema = &schema{
 	name:  "job block",
 	attrs: []string{"name", "namespace", "type", "priority", "datacenters", "node_pool"},
-	maps:  []string{"meta"},
+	maps:  []string{"meta", "labels"},
 	blocks: map[string]int{"group": 1, "constraint": 0, "affinity": 0, "spread": 0,
 		"update": 0, "reschedule": 0},
 	multi: []string{"group", "constraint", "affinity", "spread"},
@@ -75,6 +75,7 @@ func (d *decoder) job(b *hclsyntax.Block) *structs.Job {
 	}
 	d.str(c.attrs["node_pool"], &job.NodePool)
 	job.Meta = d.stringMap(c, "meta")
+	job.Labels = d.endpointLabels(c)
 	for _, cb := range c.blocks["constraint"] {
 		if con := d.constraint(cb); con != nil {
 			job.Constraints = append(job.Constraints, con)
@@ -131,7 +132,7 @@ func defaultReschedule(jobType string) *structs.ReschedulePolicy {
 var groupSchema = &schema{
 	name:  "group block",
 	attrs: []string{"count"},
-	maps:  []string{"meta"},
+	maps:  []string{"meta", "labels"},
 	blocks: map[string]int{"task": 1, "constraint": 0, "affinity": 0, "spread": 0,
 		"update": 0, "restart": 0, "reschedule": 0, "network": 0},
 	multi: []string{"task", "constraint", "affinity", "spread"},
@@ -161,6 +162,7 @@ func (d *decoder) group(b *hclsyntax.Block, job *structs.Job, resched *structs.R
 	c := d.content(b.Body, groupSchema)
 	d.integer(c.attrs["count"], 0, math.MaxInt32, &g.Count)
 	g.Meta = d.stringMap(c, "meta")
+	g.Labels = d.endpointLabels(c)
 	for _, cb := range c.blocks["constraint"] {
 		if con := d.constraint(cb); con != nil {
 			g.Constraints = append(g.Constraints, con)
@@ -584,4 +586,24 @@ func (d *decoder) resources(b *hclsyntax.Block, r *structs.Resources) {
 			}
 		}
 	}
+}
+
+// endpointLabels decodes a job's or group's labels (labels = { ... } or a
+// labels block, like meta): what network policies select its allocations
+// by. Problems are reported at the labels argument or block.
+func (d *decoder) endpointLabels(c *content) map[string]string {
+	labels := d.stringMap(c, "labels")
+	if len(labels) == 0 {
+		return labels
+	}
+	var rng hcl.Range
+	if a := c.attrs["labels"]; a != nil {
+		rng = a.Expr.Range()
+	} else {
+		rng = c.block("labels").TypeRange
+	}
+	if err := structs.ValidateEndpointLabels(labels); err != nil {
+		d.errorf(rng, "labels: %v", err)
+	}
+	return labels
 }

@@ -11,6 +11,14 @@ job "web" {
     owner = "platform@example.com"
   }
 
+  # What network policies select the allocations by; a group's labels add
+  # to (and win over) the job's.
+  labels = {
+    app               = "web"
+    tier              = "edge"
+    "example.com/pci" = "false"
+  }
+
   constraint {
     attribute = "${attr.kernel.name}"
     value     = "linux"
@@ -46,6 +54,10 @@ job "web" {
 
   group "frontend" {
     count = 6
+
+    labels {
+      tier = "frontend"
+    }
 
     constraint {
       distinct_hosts = true
