@@ -59,11 +59,11 @@ type AllocNetworkState struct {
 // reports it: the kernel logs a rate-limited sample of denials and the
 // agent folds repeats within a few seconds into one with a packet count.
 type DeniedFlow struct {
-	Direction string `json:"direction,omitempty"` // "ingress" or "egress"; empty for quarantine
-	Policies  string `json:"policies"`            // the policies that decided, e.g. "[x/deny-all]"
-	Src       string `json:"src"`
-	Dst       string `json:"dst"`
-	Protocol  uint8  `json:"protocol"`
-	Port      uint16 `json:"port,omitempty"`
-	Packets   int    `json:"packets"`
+	Direction string   `json:"direction,omitempty"` // "ingress" or "egress"; empty for quarantine
+	Policies  []string `json:"policies"`            // the policies that decided: "ns/name", "admin:NAME" or "quarantine"
+	Src       string   `json:"src"`
+	Dst       string   `json:"dst"`
+	Protocol  uint8    `json:"protocol"`
+	Port      uint16   `json:"port,omitempty"`
+	Packets   int      `json:"packets"`
 }
