@@ -21,7 +21,8 @@ func newAllocCmd(g *globals) *cobra.Command {
 		Aliases: []string{"allocation"},
 		Short:   "Run, list, inspect and stop allocations, and read their logs",
 	}
-	cmd.AddCommand(newAllocRunCmd(g), newAllocListCmd(g), newAllocStatusCmd(g), newAllocStopCmd(g), newAllocLogsCmd(g))
+	cmd.AddCommand(newAllocRunCmd(g), newAllocListCmd(g), newAllocStatusCmd(g), newAllocStopCmd(g), newAllocLogsCmd(g),
+		newAllocQuarantineCmd(g, true), newAllocQuarantineCmd(g, false))
 	return cmd
 }
 
@@ -293,6 +294,9 @@ func printAllocStatus(w io.Writer, a *structs.Allocation) error {
 	t.row("Status", orDash(a.ClientStatus))
 	t.row("Description", orDash(a.ClientDescription))
 	t.row("Address", orDash(a.Address))
+	if a.Quarantined {
+		t.row("Quarantined", "yes: no traffic in or out (`hive alloc unquarantine` releases it)")
+	}
 	t.row("Created", fmtTime(a.CreateTime))
 	t.row("Modified", fmtTime(a.ModifyTime))
 	if err := t.flush(); err != nil {
@@ -359,6 +363,48 @@ func newAllocStopCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// newAllocQuarantineCmd is `hive alloc quarantine` (on) or
+// `hive alloc unquarantine`.
+func newAllocQuarantineCmd(g *globals, on bool) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "quarantine ALLOC",
+		Short: "Cut an allocation off the network, established connections included",
+		Long: `Quarantine an allocation: its worker drops every packet to and from it,
+established connections included, whatever the network policies allow,
+until ` + "`hive alloc unquarantine`" + `. The allocation keeps running, so it can be
+inspected. ALLOC may be a unique prefix of the allocation ID. Needs
+alloc/quarantine:update; the change is in the audit log and the events.`,
+		Args: exactArgs("ALLOC"),
+	}
+	verb, done := "quarantining", "Quarantined allocation %s: its worker now drops all its traffic.\n"
+	if !on {
+		cmd.Use, cmd.Short = "unquarantine ALLOC", "Release an allocation from quarantine"
+		cmd.Long = `Release an allocation from quarantine: the network policies apply to it
+again. ALLOC may be a unique prefix of the allocation ID.`
+		verb, done = "releasing", "Released allocation %s from quarantine.\n"
+	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		a, err := resolveAlloc(c, args[0])
+		if err != nil {
+			return fmt.Errorf("%s allocation %s: %w", verb, args[0], err)
+		}
+		change := c.Allocations().Quarantine
+		if !on {
+			change = c.Allocations().Unquarantine
+		}
+		if _, err := change(a.ID); err != nil {
+			return fmt.Errorf("%s allocation %s: %w", verb, a.ID, err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), done, a.ID)
+		return nil
+	}
+	return cmd
 }
 
 func newAllocLogsCmd(g *globals) *cobra.Command {

@@ -124,7 +124,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "PUT /v1/operator/snapshot":
 		reply(200, struct{}{})
 	default:
-		if f.serveWorker(w, r, body, reply) || f.serveJobs(r, body, reply) || f.serveACL(r, body, reply) || f.serveSecrets(r, body, reply) {
+		if f.serveNetwork(r, body, reply) || f.serveWorker(w, r, body, reply) || f.serveJobs(r, body, reply) || f.serveACL(r, body, reply) || f.serveSecrets(r, body, reply) {
 			return
 		}
 		reply(404, structs.ErrorResponse{Error: "no route " + r.Method + " " + r.URL.Path, Code: "not_found"})

@@ -52,9 +52,11 @@ type daemonFlags struct {
 	unlockKeyFile string
 
 	// init only.
-	autolock   bool
-	resetAdmin bool
-	restore    string
+	autolock    bool
+	resetAdmin  bool
+	restore     string
+	clusterCIDR string
+	subnetBits  int
 }
 
 // managerFlags are the manager settings init, join and dev share.
@@ -149,6 +151,19 @@ func (f *daemonFlags) registerInit(cmd *cobra.Command) {
 	fl.BoolVar(&f.autolock, "autolock", false, "keep the unseal key on no manager's disk: print it once as the unlock key, which every manager needs after a restart (hive operator unlock)")
 	fl.BoolVar(&f.resetAdmin, "reset-admin", false, "start nothing: ask the manager running with --data-dir on this host to revoke every admin token and issue a new one (needs root, or the user the manager runs as)")
 	fl.StringVar(&f.restore, "restore", "", "rebuild a lost cluster on this new manager from a snapshot file (hive operator snapshot save); needs --unlock-key-file with the old cluster's unseal key")
+	fl.StringVar(&f.clusterCIDR, "cluster-cidr", structs.DefaultClusterCIDR, "IPv4 range the workers' allocation subnets are leased from; fixed when the cluster is created")
+	fl.IntVar(&f.subnetBits, "subnet-bits", structs.DefaultSubnetBits, "prefix length of each worker's subnet of --cluster-cidr (24: 253 allocations per worker); up to 30")
+}
+
+// checkInit validates the flags only init has.
+func (f *daemonFlags) checkInit(cmd *cobra.Command) error {
+	if _, err := structs.ParseClusterCIDR(f.clusterCIDR, f.subnetBits); err != nil {
+		return fmt.Errorf("--cluster-cidr %s --subnet-bits %d: %w", f.clusterCIDR, f.subnetBits, err)
+	}
+	if f.restore != "" && (cmd.Flags().Changed("cluster-cidr") || cmd.Flags().Changed("subnet-bits")) {
+		return errors.New("--cluster-cidr and --subnet-bits cannot be given with --restore: the restored cluster keeps the range it was created with")
+	}
+	return nil
 }
 
 // registerWorker adds the flags only a worker uses.
@@ -217,6 +232,7 @@ func (f *daemonFlags) serverConfig(logger hclog.Logger) server.Config {
 		APIPort: f.apiPort, RPCPort: f.rpcPort, SerfPort: f.serfPort,
 		CertLifetime: f.certLifetime, HeartbeatTTL: f.heartbeatTTL, DownGrace: f.downGrace, Logger: logger,
 		Autolock: f.autolock, UnlockKeyFile: f.unlockKeyFile,
+		ClusterCIDR: f.clusterCIDR, SubnetBits: f.subnetBits,
 	}
 	f.managerFlags.apply(&cfg)
 	return cfg
@@ -256,6 +272,12 @@ certificates signed) until it gets the key from ` + "`hive operator unlock`" + `
 or from --unlock-key-file at start. Autolock is decided when the cluster is
 created.
 
+Each worker is leased a subnet of --cluster-cidr (default ` + structs.DefaultClusterCIDR + `) of
+prefix length --subnet-bits (default /` + fmt.Sprint(structs.DefaultSubnetBits) + `) when it joins, and its allocations
+get their addresses from it; a removed worker's subnet is reused. The range
+must not overlap the hosts' own networks, and is fixed when the cluster is
+created.
+
 hive init --reset-admin --data-dir DIR starts nothing: it asks the manager
 running with that data dir on this host, through its local socket
 DIR/admin.sock (mode 0600: root or the manager's user only), to revoke every
@@ -270,6 +292,7 @@ It is the way back in when every admin credential is lost.`,
   hive init --data-dir /var/lib/hive --advertise 198.18.0.10 --autolock \
       --audit-policy /etc/hive/audit.hcl --root-key-rotation 720h
   hive init --data-dir /var/lib/hive --advertise 198.18.0.10 --unlock-key-file /run/hive/unlock.key
+  hive init --data-dir /var/lib/hive --advertise 198.18.0.10 --cluster-cidr 10.200.0.0/16 --subnet-bits 26
 
   sudo hive init --reset-admin --data-dir /var/lib/hive > admin.token`,
 		Args: cobra.NoArgs,
@@ -278,6 +301,9 @@ It is the way back in when every admin credential is lost.`,
 				return runResetAdmin(cmd, f.dataDir)
 			}
 			if err := f.check(); err != nil {
+				return err
+			}
+			if err := f.checkInit(cmd); err != nil {
 				return err
 			}
 			logger := f.logger(cmd.ErrOrStderr())
@@ -297,6 +323,9 @@ It is the way back in when every admin credential is lost.`,
 				logger.Info("resumed manager", "node_id", s.NodeID())
 				if f.autolock {
 					logger.Warn("--autolock only applies when init creates a cluster; this data dir holds one, whose autolock setting was fixed then")
+				}
+				if cmd.Flags().Changed("cluster-cidr") || cmd.Flags().Changed("subnet-bits") {
+					logger.Warn("--cluster-cidr and --subnet-bits only apply when init creates a cluster; this data dir holds one, whose range was fixed then")
 				}
 			}
 			return runUntilSignal(logger, s.Done(), s.Shutdown)

@@ -162,8 +162,12 @@ Resources and their actions:
 // resourceHelp lists every resource with its actions, for help texts.
 func resourceHelp() string {
 	var b strings.Builder
+	width := 0
 	for _, r := range structs.ACLResourceNames() {
-		fmt.Fprintf(&b, "  %-15s %s\n", r, strings.Join(structs.ACLResources[r], ", "))
+		width = max(width, len(r))
+	}
+	for _, r := range structs.ACLResourceNames() {
+		fmt.Fprintf(&b, "  %-*s %s\n", width, r, strings.Join(structs.ACLResources[r], ", "))
 	}
 	return strings.TrimRight(b.String(), "\n")
 }

@@ -119,6 +119,8 @@ func newRootCmd() *cobra.Command {
 		newRoleCmd(g),
 		newBindingCmd(g),
 		newApplyCmd(g),
+		newNetpolCmd(g),
+		newAdminNetpolCmd(g),
 		newServiceAccountCmd(g),
 		newAuthCmd(g),
 		newAuditCmd(),
