@@ -345,6 +345,9 @@ func applyPlanApply(txn *state.Txn, buf []byte) (any, error) {
 			// snapshot, so what the worker reported since is kept.
 			cp.ClientStatus, cp.ClientDescription = old.ClientStatus, old.ClientDescription
 			cp.TaskStates, cp.Address, cp.NextAllocation = old.TaskStates, old.Address, old.NextAllocation
+			// Quarantine is an operator's decision, never the
+			// scheduler's: a plan made before it must not lift it.
+			cp.Quarantined = old.Quarantined
 			cp.CreateTime = old.CreateTime
 		} else {
 			if cp.ClientStatus == "" {

@@ -402,3 +402,18 @@ func TestNamespaceLabels(t *testing.T) {
 		requireSameState(t, before, dump(t, f.State()))
 	}
 }
+
+// TestQuarantineSurvivesInPlaceUpdate: a plan computed before a quarantine
+// (its copy of the allocation is not quarantined) updates the allocation
+// in place without lifting the quarantine.
+func TestQuarantineSurvivesInPlaceUpdate(t *testing.T) {
+	f := populated(t)
+	stale := *f.State().Snapshot().Alloc(nil, "j1")
+	mustApply(t, f, 1001, AllocQuarantineType, &AllocQuarantineRequest{AllocID: "j1", Quarantined: true, By: "user:root", Now: t0})
+	stale.DesiredDescription = "updated in place"
+	mustApply(t, f, 1002, PlanApplyType, &PlanApplyRequest{EvalID: "e9", Now: t0, Allocs: []*structs.Allocation{&stale}})
+	got := f.State().Snapshot().Alloc(nil, "j1")
+	if got.DesiredDescription != "updated in place" || !got.Quarantined {
+		t.Errorf("after the in-place update: %q, quarantined %v; want the update and the quarantine", got.DesiredDescription, got.Quarantined)
+	}
+}
