@@ -268,6 +268,12 @@ func TestNodeNetwork(t *testing.T) {
 		t.Fatalf("workers: %s %s %q:%d, %s %s", n1.ID, n1.Subnet, n1.WireGuardKey, n1.WireGuardPort, n2.ID, n2.Subnet)
 	}
 
+	var pub structs.NodePublic
+	mustStatus(t, "node status", postJSON(t, c, admin, "GET", "/v1/node/"+n1.ID, nil, &pub), http.StatusOK)
+	if pub.Subnet != n1.Subnet || pub.WireGuardKey != wgKey(1) || pub.WireGuardPort != 51820 {
+		t.Errorf("GET /v1/node/%s shows subnet %q, key %q, port %d", n1.ID, pub.Subnet, pub.WireGuardKey, pub.WireGuardPort)
+	}
+
 	// A malformed mesh identity is refused and changes nothing.
 	before := stateIndex(s)
 	for _, req := range []structs.NodeRegisterRequest{

@@ -147,6 +147,11 @@ type NodePublic struct {
 	Draining   bool              `json:"draining"`
 	JoinedAt   time.Time         `json:"joined_at"`
 	UpdatedAt  time.Time         `json:"updated_at"`
+	// Subnet is the worker's allocation subnet; WireGuardKey (public) and
+	// WireGuardPort its mesh identity, once its agent registered one.
+	Subnet        string `json:"subnet,omitempty"`
+	WireGuardKey  string `json:"wireguard_key,omitempty"`
+	WireGuardPort int    `json:"wireguard_port,omitempty"`
 }
 
 // Public is the API view of n.
@@ -155,6 +160,7 @@ func (n *Node) Public() NodePublic {
 		ID: n.ID, Name: n.Name, Role: n.Role, Address: n.Address, Status: n.Status,
 		CertExpiry: n.CertExpiry, Labels: n.Labels, Attributes: n.Attributes, Resources: n.Resources,
 		Cordoned: n.Cordoned, Draining: n.Draining, JoinedAt: n.JoinedAt, UpdatedAt: n.UpdatedAt,
+		Subnet: n.Subnet, WireGuardKey: n.WireGuardKey, WireGuardPort: n.WireGuardPort,
 	}
 }
 

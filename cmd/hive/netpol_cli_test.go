@@ -91,6 +91,8 @@ func (f *fakeAPI) serveNetwork(r *http.Request, body []byte, reply func(int, any
 		a := *fxAllocRunning
 		a.Quarantined = r.Method == "POST"
 		reply(200, a)
+	case key == "GET /v1/node/w-net":
+		reply(200, structs.NodePublic{ID: "w-net", Role: structs.RoleWorker, Subnet: "198.19.0.0/24", WireGuardKey: "mFLBb9Mko2aU/WOsAJHyfyYkL2mXJSIx7xOIDkuQq3Q=", WireGuardPort: 51820})
 	case key == "PATCH /v1/namespace/web":
 		var u structs.NamespaceUpdateRequest
 		_ = json.Unmarshal(body, &u)
@@ -354,5 +356,15 @@ func TestInitClusterCIDRFlags(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("refused inits left %s behind: %v", dir, err)
+	}
+}
+
+func TestNodeStatusNetwork(t *testing.T) {
+	env(t)
+	out, _ := mustRun(t, "node", "status", "w-net")
+	for _, want := range []string{"Subnet         198.19.0.0/24", "WireGuard      mFLBb9Mko2aU/WOsAJHyfyYkL2mXJSIx7xOIDkuQq3Q=, port 51820"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("node status lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -81,6 +81,12 @@ func newNodeStatusCmd(g *globals) *cobra.Command {
 		if n.Role == structs.RoleWorker {
 			t.row("Eligibility", eligibility(n))
 			t.row("Resources", fmt.Sprintf("cpu %d MHz, memory %d MiB", n.Resources.CPU, n.Resources.MemoryMB))
+			t.row("Subnet", orDash(n.Subnet))
+			wg := "-"
+			if n.WireGuardKey != "" {
+				wg = fmt.Sprintf("%s, port %d", n.WireGuardKey, n.WireGuardPort)
+			}
+			t.row("WireGuard", wg)
 		}
 		if err := t.flush(); err != nil {
 			return err
