@@ -18,7 +18,7 @@ import (
 //	  namespace    = "shop"            # default "default"
 //	  policy_types = ["Ingress"]       # optional: inferred as in Kubernetes
 //	  audit        = false             # true: log what would be denied, deny nothing
-//	  selector {                       # required; selector {} selects every allocation
+//	  selector {                       # absent or empty: every allocation of the namespace
 //	    match_labels = { app = "web" }
 //	    match_expressions {
 //	      key      = "tier"
@@ -239,10 +239,10 @@ func (nd *netpolDecoder) policy(b *hclsyntax.Block) *structs.NetworkPolicy {
 			}
 		}
 	}
+	// No selector selects every allocation of the namespace, as an empty
+	// podSelector does in Kubernetes.
 	if sb := c.block("selector"); sb != nil {
 		p.Selector = *nd.selector(sb, "selector")
-	} else {
-		nd.d.errorf(b.LabelRanges[0], "network_policy %q has no selector block; write selector {} to select every allocation in its namespace", p.Name)
 	}
 	// Whole directions are refused when their policy type is left out.
 	for _, dir := range []string{"ingress", "egress"} {

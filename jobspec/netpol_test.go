@@ -73,7 +73,6 @@ func TestNetworkPolicyErrors(t *testing.T) {
 			[]string{`6:18: network_policy "p": selector.match_expressions[0].operator: unknown operator "Like"`}},
 		{"bad selector label", np("  selector {\n    match_labels = { \"a b\" = \"c\" }\n  }"),
 			[]string{`4:20: network_policy "p": selector.match_labels: invalid label key "a b"`}},
-		{"missing selector", np("  audit = true"), []string{`1:16: network_policy "p" has no selector block`}},
 		{"unknown argument", np(sel + "  podSelector = {}"), []string{`4:3: unsupported argument "podSelector" in network_policy block`}},
 		{"unknown peer block with hint", np(sel + "  ingress {\n    from {\n      pod_selectr {}\n    }\n  }"),
 			[]string{`6:7: unsupported block "pod_selectr" in from block; did you mean "pod_selector"?`}},
@@ -120,6 +119,16 @@ func TestNetworkPolicyErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestNetworkPolicyWithoutSelector(t *testing.T) {
+	got, err := ParseNetworkPolicies("p.hcl", []byte(np("  policy_types = [\"Ingress\"]")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got.Policies[0]; !p.Selector.Empty() || p.Namespace != "shop" {
+		t.Errorf("policy without a selector = %+v, want one selecting every allocation of shop", p)
 	}
 }
 

@@ -59,7 +59,7 @@ what may reach them (ingress) or what they may reach (egress); see
 
   network_policy "allow-web" {
     namespace    = "web"             # default "default"
-    selector {                       # required; selector {} selects all
+    selector {                       # absent or empty: every allocation
       match_labels = { app = "web" }
       match_expressions {
         key      = "tier"
