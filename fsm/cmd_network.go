@@ -277,7 +277,8 @@ func checkWireGuard(r *state.Snapshot, nodeID, key string, port int) error {
 
 // checkAllocAddress checks an address a worker reports for an allocation
 // on node n: an IPv4 address inside n's subnet, other than the subnet's
-// network and broadcast addresses.
+// network and broadcast addresses and its first address, which is the
+// node's own (the bridge gateway).
 func checkAllocAddress(n *structs.Node, allocID, addr string) error {
 	if n == nil || n.Subnet == "" {
 		return invalid(fmt.Errorf("address: allocation %s reports address %s, but its node has no subnet", allocID, addr))
@@ -296,6 +297,9 @@ func checkAllocAddress(n *structs.Node, allocID, addr string) error {
 	last := binary.BigEndian.Uint32(subnet.Addr().AsSlice()) | (1<<(32-subnet.Bits()) - 1)
 	if ip == subnet.Addr() || binary.BigEndian.Uint32(ip.AsSlice()) == last {
 		return invalid(fmt.Errorf("address: allocation %s: %s is the network or broadcast address of subnet %s", allocID, ip, subnet))
+	}
+	if ip == subnet.Addr().Next() {
+		return invalid(fmt.Errorf("address: allocation %s: %s is the gateway of subnet %s, the node's own address", allocID, ip, subnet))
 	}
 	return nil
 }

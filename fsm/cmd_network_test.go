@@ -242,7 +242,7 @@ func TestAllocAddress(t *testing.T) {
 	if a1.Address != "10.242.1.7" {
 		t.Fatalf("a1 address %q after populate, want 10.242.1.7 in w2's 10.242.1.0/24", a1.Address)
 	}
-	for _, addr := range []string{"10.242.0.7", "10.242.1.0", "10.242.1.255", "fd00::1", "::ffff:10.242.1.8", "10.242.1.8/24", "nope"} {
+	for _, addr := range []string{"10.242.0.7", "10.242.1.0", "10.242.1.1", "10.242.1.255", "fd00::1", "::ffff:10.242.1.8", "10.242.1.8/24", "nope"} {
 		before := dump(t, f.State())
 		res := apply(t, f, next(), AllocClientUpdateType, &AllocClientUpdateRequest{NodeID: "w2", Now: t0, Updates: []structs.AllocUpdate{
 			{ID: "a1", ClientStatus: structs.AllocComplete, Address: addr},
