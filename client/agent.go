@@ -47,7 +47,15 @@ type Config struct {
 	// AllocDir holds each allocation's files (logs); default
 	// <DataDir>/allocs.
 	AllocDir string
-	Logger   hclog.Logger
+	// Network turns on the dataplane: a network namespace and address
+	// per allocation, the WireGuard mesh to the other workers and network
+	// policy in table inet hive (`hive agent` turns it on unless
+	// --network=false). Off, tasks get containerd's default: loopback only.
+	Network bool
+	// WireGuardPort is the mesh's UDP port; default
+	// structs.DefaultWireGuardPort.
+	WireGuardPort int
+	Logger        hclog.Logger
 }
 
 // Agent is a running worker.
@@ -63,6 +71,7 @@ type Agent struct {
 	stopContainerd func()
 	allocs         *allocManager
 	updates        *updater
+	net            *dataplane
 	httpSrv        *http.Server
 	clientsMu      sync.Mutex
 	clients        map[string]cachedClient
@@ -219,6 +228,15 @@ func start(cfg Config, node *identity.Node, certs *identity.Certs, keys [][]byte
 	}}
 	a.goRun(r.Run)
 
+	if cfg.Network {
+		port := cfg.WireGuardPort
+		if port == 0 {
+			port = structs.DefaultWireGuardPort
+		}
+		if a.net, err = newDataplane(a, port); err != nil {
+			return nil, fmt.Errorf("network: %w", err)
+		}
+	}
 	a.updates = newUpdater(func(ctx context.Context, ups []structs.AllocUpdate) error {
 		return a.withManagerCtx(ctx, func(c *api.Client) error { return c.NodeAgent().UpdateAllocs(ctx, ups) })
 	}, log.Named("updates"))
@@ -227,6 +245,11 @@ func start(cfg Config, node *identity.Node, certs *identity.Certs, keys [][]byte
 		killTimeout: defaultKillTimeout, report: a.updates.push, now: time.Now,
 		secrets: managerSecrets{a}, mounter: tmpfsMounter{}, helper: selfPath(log),
 	})
+	if a.net != nil {
+		a.allocs.cfg.network = a.net
+		a.goRun(a.net.run)
+		a.goRun(a.net.runDenyLog)
+	}
 	a.goRun(a.updates.run)
 	a.goRun(a.registerAndHeartbeat)
 	a.goRun(a.watchAllocs)
@@ -281,6 +304,9 @@ func (a *Agent) Shutdown() {
 			wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			a.allocs.wait(wctx)
 			cancel()
+		}
+		if a.net != nil {
+			a.net.close()
 		}
 		if a.closeDriver != nil {
 			a.closeDriver()

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/hivesec/hive/client/driver"
+	"github.com/hivesec/hive/netenforce/allocnet"
 	"github.com/hivesec/hive/structs"
 )
 
@@ -41,9 +43,12 @@ type runnerConfig struct {
 	// that runs `secret-exec` inside containers of tasks with env secrets.
 	// checkHelper says whether that binary can run there (checkStatic when
 	// nil); it is called once.
-	secrets     secretSource
-	mounter     secretMounter
-	helper      string
+	secrets secretSource
+	mounter secretMounter
+	helper  string
+	// network sets up allocations' network namespaces; nil runs tasks
+	// without one (containerd's default: loopback only).
+	network     allocNetwork
 	checkHelper func(path string) error
 	helperOnce  sync.Once
 	helperErr   error
@@ -63,6 +68,13 @@ func (c *runnerConfig) helperError() error {
 		}
 	})
 	return c.helperErr
+}
+
+// allocNetwork is the dataplane as allocation runners use it.
+type allocNetwork interface {
+	setup(ctx context.Context, allocID string) (*allocnet.Attachment, error)
+	waitEnforced(ctx context.Context, allocID string, addr netip.Addr) error
+	teardown(allocID string) error
 }
 
 // allocRunner runs one allocation's tasks and reports their states. Its
@@ -90,9 +102,12 @@ type allocRunner struct {
 	// runners by task name, set before any of them runs.
 	runners map[string]*taskRunner
 	// secrets delivers the tasks' secrets (nil when they have none);
-	// secretErr, when set before the runners start, fails every task.
-	secrets   *allocSecrets
-	secretErr error
+	// prestartErr, when set before the runners start (secrets or network
+	// could not be prepared), fails every task.
+	secrets     *allocSecrets
+	prestartErr error
+	// address is the allocation's IP once its network is set up.
+	address string
 }
 
 func newAllocRunner(ctx context.Context, cfg *runnerConfig, alloc *structs.Allocation) *allocRunner {
@@ -136,35 +151,86 @@ func (ar *allocRunner) run(restore map[string]driver.TaskStatus) {
 			restartCh: make(chan string, 1),
 			logger:    ar.cfg.logger.With("alloc", ar.alloc.ID, "task", t.Name)}
 	}
-	if !hasSecrets(ar.alloc) {
+	if !hasSecrets(ar.alloc) && ar.cfg.network == nil {
 		ar.startRunners(restore, nil)
 		return
 	}
-	ar.secrets = newAllocSecrets(ar)
+	if hasSecrets(ar.alloc) {
+		ar.secrets = newAllocSecrets(ar)
+	}
 	go func() {
-		running := map[string]bool{}
-		for name, st := range restore {
-			running[name] = st.State == driver.StateRunning
-		}
-		err := ar.secrets.prepare(running)
+		err := ar.prepareNetwork()
 		switch {
 		case ar.ctx.Err() != nil:
-			// Agent shutdown: containers and the tmpfs stay for the next
-			// agent.
+			// Agent shutdown: containers, namespaces and the tmpfs stay
+			// for the next agent.
 			close(ar.done)
 			return
 		case errors.Is(err, errStopped):
-			// The runners see the stop and end the tasks.
 		case err != nil:
-			ar.secrets.logger.Error("cannot deliver the allocation's secrets", "error", err)
-			ar.secretErr = fmt.Errorf("secrets: %w", err)
+			ar.cfg.logger.Error("cannot set up the allocation's network", "alloc", ar.alloc.ID, "error", err)
+			ar.prestartErr = fmt.Errorf("network: %w", err)
 		}
 		var watch func(context.Context)
-		if err == nil {
-			watch = ar.secrets.watch
+		if ar.secrets != nil && err == nil {
+			running := map[string]bool{}
+			for name, st := range restore {
+				running[name] = st.State == driver.StateRunning
+			}
+			err := ar.secrets.prepare(running)
+			switch {
+			case ar.ctx.Err() != nil:
+				close(ar.done)
+				return
+			case errors.Is(err, errStopped):
+				// The runners see the stop and end the tasks.
+			case err != nil:
+				ar.secrets.logger.Error("cannot deliver the allocation's secrets", "error", err)
+				ar.prestartErr = fmt.Errorf("secrets: %w", err)
+			}
+			if err == nil {
+				watch = ar.secrets.watch
+			}
 		}
 		ar.startRunners(restore, watch)
 	}()
+}
+
+// prepareNetwork gives the allocation its network namespace and address,
+// reports the address, and waits until the node enforces policy on it, so
+// no task runs before the policy that covers it. Nil without a dataplane.
+func (ar *allocRunner) prepareNetwork() error {
+	n := ar.cfg.network
+	if n == nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ar.ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-ar.stopCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stopped := func(err error) error {
+		if ar.stopping() {
+			return errStopped
+		}
+		return err
+	}
+	at, err := n.setup(ctx, ar.alloc.ID)
+	if err != nil {
+		return stopped(err)
+	}
+	for _, tr := range ar.runners {
+		tr.cfg.NetNSPath = at.NetnsPath
+	}
+	ar.mu.Lock()
+	ar.address = at.Addr.String()
+	ar.mu.Unlock()
+	ar.push()
+	return stopped(n.waitEnforced(ctx, ar.alloc.ID, at.Addr))
 }
 
 // startRunners runs the task runners and, while they run, watch (when
@@ -200,6 +266,11 @@ func (ar *allocRunner) startRunners(restore map[string]driver.TaskStatus, watch 
 		<-watchDone
 		if ar.secrets != nil && ar.ctx.Err() == nil {
 			ar.secrets.cleanup()
+		}
+		if n := ar.cfg.network; n != nil && ar.ctx.Err() == nil {
+			if err := n.teardown(ar.alloc.ID); err != nil {
+				ar.cfg.logger.Warn("cannot remove the allocation's network", "alloc", ar.alloc.ID, "error", err)
+			}
 		}
 		close(ar.done)
 	}()
@@ -289,7 +360,7 @@ func (ar *allocRunner) push() {
 		return
 	}
 	up := structs.AllocUpdate{ID: ar.alloc.ID, ClientStatus: ar.status, ClientDescription: ar.description,
-		TaskStates: copyStates(ar.states)}
+		TaskStates: copyStates(ar.states), Address: ar.address}
 	ar.mu.Unlock()
 	ar.cfg.report(up)
 }

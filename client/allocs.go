@@ -20,6 +20,19 @@ type allocManager struct {
 	// stoppedUnrun: allocations stopped while no runner had them (the
 	// agent was down); reported complete once.
 	stoppedUnrun map[string]bool
+	// reconciled is set once the first list of allocations was applied,
+	// after which an allocation without a runner is not coming back.
+	reconciled bool
+}
+
+// running reports whether the agent has a runner for allocation id that
+// has not finished, and whether the first reconcile happened (before it,
+// the answer means nothing).
+func (m *allocManager) running(id string) (running, known bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ar := m.runners[id]
+	return ar != nil && !ar.finished(), m.reconciled
 }
 
 func newAllocManager(ctx context.Context, cfg *runnerConfig) *allocManager {
@@ -123,6 +136,7 @@ func (m *allocManager) reattach(ctx context.Context, allocs []*structs.Allocatio
 func (m *allocManager) reconcile(allocs []*structs.Allocation, restore map[string]map[string]driver.TaskStatus) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer func() { m.reconciled = true }()
 	seen := map[string]bool{}
 	for _, a := range allocs {
 		seen[a.ID] = true

@@ -51,6 +51,7 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/client/images", a.handleImages)
 	mux.HandleFunc("POST /v1/client/images", a.handleImageImport)
 	mux.HandleFunc("GET /v1/client/logs/{alloc}/{task}", a.handleLogs)
+	mux.HandleFunc("GET /v1/client/network", a.handleNetwork)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no worker endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -102,6 +103,21 @@ func (a *Agent) handleImageImport(w http.ResponseWriter, r *http.Request) {
 	}
 	a.logger.Info("imported images", "count", len(imgs))
 	writeJSON(w, http.StatusOK, toImageInfos(imgs))
+}
+
+// handleNetwork reports the dataplane: lease, WireGuard peers, allocation
+// networks.
+func (a *Agent) handleNetwork(w http.ResponseWriter, r *http.Request) {
+	if a.net == nil {
+		writeJSON(w, http.StatusOK, &structs.NodeNetworkStatus{Peers: []structs.WireGuardPeerState{}, Allocations: []structs.AllocNetworkState{}})
+		return
+	}
+	st, err := a.net.status()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 // pathSegment is what an allocation ID or task name may look like here;

@@ -68,6 +68,9 @@ func (a *Agent) register(ctx context.Context) (*structs.HeartbeatResponse, error
 	}
 	attrs, res := fingerprint(facts)
 	req := &structs.NodeRegisterRequest{Attributes: attrs, Resources: res, Labels: a.cfg.Labels}
+	if a.net != nil {
+		req.WireGuardKey, req.WireGuardPort = a.net.publicKey(), a.net.port
+	}
 	var resp *structs.HeartbeatResponse
 	err = a.withManagerCtx(ctx, func(c *api.Client) error {
 		var err error

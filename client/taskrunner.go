@@ -60,7 +60,7 @@ func (tr *taskRunner) run(restore *driver.TaskStatus) {
 		tr.pinned = prev.ImageDigest
 	}
 	tr.ar.mu.Unlock()
-	if err := tr.ar.secretErr; err != nil && !wasDead {
+	if err := tr.ar.prestartErr; err != nil && !wasDead {
 		if restore != nil {
 			tr.destroy()
 		}

@@ -372,10 +372,15 @@ func (h *Host) Start(args ...string) {
 	h.startBinary(HiveBinary(h.c.t), args...)
 }
 
+// testClusterCIDR is the overlay of every e2e cluster: inside the test
+// range 198.18.0.0/15, apart from the hosts' 198.18.x addresses.
+const testClusterCIDR = "198.19.0.0/16"
+
 // Init starts `hive init` for a new cluster on this host.
 func (h *Host) Init(extra ...string) {
 	h.c.t.Helper()
-	h.Start(append([]string{"init", "--data-dir", h.DataDir, "--advertise", h.IP, "--log-level", "debug"}, extra...)...)
+	// Every cluster's overlay is inside the test range (see network_test.go).
+	h.Start(append([]string{"init", "--data-dir", h.DataDir, "--advertise", h.IP, "--log-level", "debug", "--cluster-cidr", testClusterCIDR}, extra...)...)
 }
 
 // Join starts `hive join` against the manager API at addr with token.

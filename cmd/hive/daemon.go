@@ -46,6 +46,8 @@ type daemonFlags struct {
 	labels            []string
 	containerdAddress string
 	allocDir          string
+	network           bool
+	wireguardPort     int
 
 	// Managers: audit and secrets.
 	managerFlags
@@ -173,6 +175,8 @@ func (f *daemonFlags) registerWorker(cmd *cobra.Command) {
 	fl.StringVar(&f.containerdAddress, "containerd-address", driver.DefaultAddress,
 		"containerd socket; if none answers there the worker starts its own containerd under the data dir (workers)")
 	fl.StringVar(&f.allocDir, "alloc-dir", "", "directory for allocation files and logs (default: <data-dir>/alloc; workers)")
+	fl.BoolVar(&f.network, "network", true, "give each allocation its own network namespace and address, join the WireGuard mesh and enforce network policy; --network=false runs tasks with loopback only (workers)")
+	fl.IntVar(&f.wireguardPort, "wireguard-port", structs.DefaultWireGuardPort, "UDP port of this worker's WireGuard mesh endpoint; other workers must reach it at the advertise address (workers)")
 }
 
 func (f *daemonFlags) check() error {
@@ -190,6 +194,9 @@ func (f *daemonFlags) check() error {
 	}
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return fmt.Errorf("invalid --log-level %q: use trace, debug, info, warn or error", f.logLevel)
+	}
+	if f.wireguardPort < 0 || f.wireguardPort > 65535 {
+		return fmt.Errorf("invalid --wireguard-port %d: use a UDP port from 1 to 65535", f.wireguardPort)
 	}
 	if f.heartbeatTTL <= 0 || f.downGrace <= 0 {
 		return fmt.Errorf("--heartbeat-ttl (%s) and --down-grace (%s) must be positive", f.heartbeatTTL, f.downGrace)
@@ -246,7 +253,7 @@ func (f *daemonFlags) clientConfig(logger hclog.Logger) client.Config {
 		DataDir: f.dataDir, Advertise: f.advertise, BindAddr: f.bind, Name: f.name,
 		SerfPort: f.serfPort, RPCPort: f.rpcPort,
 		ContainerdAddress: f.containerdAddress, Labels: labels, AllocDir: f.allocDir,
-		Logger: logger,
+		Network: f.network, WireGuardPort: f.wireguardPort, Logger: logger,
 	}
 }
 
