@@ -703,4 +703,3 @@ func checkUnderlay(t *testing.T, w1, w2 *Host, src, dst *netpolAlloc) {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
