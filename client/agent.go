@@ -236,6 +236,7 @@ func start(cfg Config, node *identity.Node, certs *identity.Certs, keys [][]byte
 		if a.net, err = newDataplane(a, port); err != nil {
 			return nil, fmt.Errorf("network: %w", err)
 		}
+		a.net.onDenied = a.reportDenied
 	}
 	a.updates = newUpdater(func(ctx context.Context, ups []structs.AllocUpdate) error {
 		return a.withManagerCtx(ctx, func(c *api.Client) error { return c.NodeAgent().UpdateAllocs(ctx, ups) })
@@ -255,6 +256,19 @@ func start(cfg Config, node *identity.Node, certs *identity.Certs, keys [][]byte
 	a.goRun(a.watchAllocs)
 	log.Info("worker agent started", "node_id", node.ID, "rpc", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RPCPort)), "containerd", addr)
 	return a, nil
+}
+
+// reportDenied hands denied flows to the managers as security events,
+// once: they are a sample, and the next period brings fresh ones.
+func (a *Agent) reportDenied(flows []structs.DeniedFlow) {
+	a.goRun(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		err := a.withManagerCtx(ctx, func(c *api.Client) error { return c.NodeAgent().ReportDenied(ctx, flows) })
+		if err != nil && ctx.Err() == nil {
+			a.logger.Warn("cannot report denied flows to the managers", "flows", len(flows), "error", err)
+		}
+	})
 }
 
 // selfPath is the hive binary's own path, bind-mounted into containers

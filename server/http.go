@@ -188,6 +188,8 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/node/{id}/uncordon", authUser, forwardAlways, 0, s.handleNodeEligibility(false, false), p("node", "update", named("id"))},
 		{"GET", "/v1/images", authUser, forwardNever, 0, s.handleImages, p("image", "list", nil)},
 		{"GET", "/v1/node/{id}/images", authUser, forwardNever, 0, s.handleNodeImages, p("image", "list", nil)},
+		{"GET", "/v1/node/{id}/network", authUser, forwardNever, 0, s.handleNodeNetworkStatus, p("node", "read", named("id"))},
+		{"POST", "/v1/node/denied-flows", authNode, forwardAlways, 0, s.handleNodeDenied, nil},
 		{"POST", "/v1/node/{id}/images", authUser, forwardNever, maxImageArchive, s.handleImageImport, p("image", "create", nil)},
 		{"POST", "/v1/jobs", authUser, forwardAlways, 0, s.handleJobRegister, pb("job", "create", bodyNamespace("job"))},
 		{"GET", "/v1/jobs", authUser, forwardConsistent, 0, s.handleJobs, p("job", "list", inNamespace)},

@@ -115,6 +115,7 @@ func newServer(cfg Config, node *identity.Node, certs *identity.Certs, unsealKey
 	if unsealKey != nil {
 		s.roots.setUnseal(unsealKey)
 	}
+	s.metrics.reg.MustRegister(newNetpolCollector(s))
 	var err error
 	if s.auditLog, s.auditPolicy, err = openAudit(cfg); err != nil {
 		cancel()

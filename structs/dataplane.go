@@ -67,3 +67,8 @@ type DeniedFlow struct {
 	Port      uint16   `json:"port,omitempty"`
 	Packets   int      `json:"packets"`
 }
+
+// DeniedFlowReport is what a worker sends to POST /v1/node/denied-flows.
+type DeniedFlowReport struct {
+	Flows []DeniedFlow `json:"flows"`
+}

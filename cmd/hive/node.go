@@ -16,7 +16,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 		Use:   "node",
 		Short: "List, inspect, drain, cordon and remove cluster nodes",
 	}
-	cmd.AddCommand(newNodeListCmd(g), newNodeStatusCmd(g), newNodeRemoveCmd(g),
+	cmd.AddCommand(newNodeListCmd(g), newNodeStatusCmd(g), newNodeRemoveCmd(g), newNodeNetworkCmd(g),
 		newNodeEligibilityCmd(g, "drain", "Drain a worker: no new allocations, and the scheduler moves its allocations elsewhere (max_parallel at a time)"),
 		newNodeEligibilityCmd(g, "cordon", "Cordon a worker: no new allocations; running ones stay"),
 		newNodeEligibilityCmd(g, "uncordon", "Make a cordoned or draining worker eligible for allocations again"))
