@@ -2,15 +2,19 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -187,7 +191,7 @@ func TestNetwork(t *testing.T) {
 	cidr := netip.MustParsePrefix(testClusterCIDR)
 	subnets := map[string]netip.Prefix{}
 	for _, w := range []*Host{w1, w2} {
-		var n structs.Node
+		var n structs.NodePublic
 		if err := c.CLIJSON(&n, "node", "status", w.NodeID()); err != nil {
 			t.Fatal(err)
 		}
@@ -324,6 +328,9 @@ func TestNetwork(t *testing.T) {
 			return policy.Allowed(policy.Flow{Src: p.src.addr, Dst: p.dst.addr, Protocol: p.proto, Port: p.port}, eps, pols, nil)
 		}
 		expectTruthTable(t, ordered, tc.name, oracle)
+		if i == 0 {
+			checkDenyTelemetry(t, c, "x/deny-all")
+		}
 		c.MustCLI("netpol", "delete", pols[0].Namespace+"/"+pols[0].Name)
 	}
 	expectTruthTable(t, ordered, "policies deleted", all)
@@ -396,21 +403,33 @@ func TestNetwork(t *testing.T) {
 	if err := echoOnce(conn, "before"); err != nil {
 		t.Fatalf("echo before quarantine: %v", err)
 	}
+	// Echo every 20ms, each allowed 100ms, from the moment the command is
+	// issued: the first echo that fails marks the cut (to within ~100ms).
+	cutAt := make(chan time.Duration, 1)
 	qStart := time.Now()
+	go func() {
+		for time.Since(qStart) < 30*time.Second {
+			_ = conn.SetDeadline(time.Now().Add(100 * time.Millisecond))
+			if _, err := conn.Write([]byte("q")); err == nil {
+				b := make([]byte, 1)
+				if _, err = io.ReadFull(conn, b); err == nil {
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+			}
+			cutAt <- time.Since(qStart)
+			return
+		}
+		cutAt <- -1
+	}()
 	c.MustCLI("alloc", "quarantine", xa.id)
 	cmdDone := time.Since(qStart)
-	var cut time.Duration
-	for {
-		if err := echoOnce(conn, "during"); err != nil {
-			cut = time.Since(qStart)
-			break
-		}
-		if time.Since(qStart) > 30*time.Second {
-			t.Fatal("the open connection still echoes 30s after quarantine")
-		}
-		time.Sleep(20 * time.Millisecond)
+	cut := <-cutAt
+	if cut < 0 {
+		t.Fatal("the open connection still echoes 30s after quarantine")
 	}
-	t.Logf("quarantine: command returned after %v; open connection cut %v after it was issued", cmdDone.Round(time.Millisecond), cut.Round(time.Millisecond))
+	t.Logf("quarantine: command returned after %v; the open connection stopped echoing %v after the command started (%v after it returned; echo timeout 100ms)",
+		cmdDone.Round(time.Millisecond), cut.Round(time.Millisecond), (cut - cmdDone).Round(time.Millisecond))
 	quarantined := func(p probe) bool { return p.src != xa && p.dst != xa }
 	expectTruthTable(t, ordered, "x/a quarantined", quarantined)
 	c.MustCLI("alloc", "unquarantine", xa.id)
@@ -420,6 +439,95 @@ func TestNetwork(t *testing.T) {
 	if after := canary(); after != canaryBefore {
 		t.Fatalf("table inet e2e-canary changed:\nbefore:\n%s\nafter:\n%s", canaryBefore, after)
 	}
+
+	// 6. Each worker has the other as its one WireGuard peer, in
+	// userspace; removing worker 2 removes its peer from worker 1.
+	var n2 structs.NodePublic
+	if err := c.CLIJSON(&n2, "node", "status", w2.NodeID()); err != nil {
+		t.Fatal(err)
+	}
+	var st structs.NodeNetworkStatus
+	if err := c.CLIJSON(&st, "node", "network", w1.NodeID()); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode != "userspace" || len(st.Peers) != 1 || st.Peers[0].PublicKey != n2.WireGuardKey ||
+		st.Peers[0].LastHandshake.IsZero() || len(st.Peers[0].AllowedIPs) != 1 || st.Peers[0].AllowedIPs[0] != n2.Subnet {
+		t.Fatalf("%s's dataplane: mode %q, peers %+v; want userspace with %s (%s) for %s after a handshake", w1.Name, st.Mode, st.Peers, w2.Name, n2.WireGuardKey, n2.Subnet)
+	}
+	if len(st.Allocations) != 6 {
+		t.Fatalf("%s reports %d allocation networks, want 6", w1.Name, len(st.Allocations))
+	}
+	rmStart := time.Now()
+	c.MustCLI("node", "remove", w2.NodeID())
+	c.WaitFor(30*time.Second, w2.Name+"'s peer gone from "+w1.Name, func() error {
+		var st structs.NodeNetworkStatus
+		if err := c.CLIJSON(&st, "node", "network", w1.NodeID()); err != nil {
+			return err
+		}
+		if len(st.Peers) != 0 {
+			return fmt.Errorf("%s still has %d peers", w1.Name, len(st.Peers))
+		}
+		return nil
+	})
+	t.Logf("removing %s: its peer left %s's hive-wg within %v", w2.Name, w1.Name, time.Since(rmStart).Round(time.Millisecond))
+}
+
+// checkDenyTelemetry waits until the denials of policy show as drops in
+// hive_netpol_packets_total on /v1/metrics and as netpol-denied events.
+func checkDenyTelemetry(t *testing.T, c *Cluster, policy string) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(c.CACert)
+	if err != nil || !pool.AppendCertsFromPEM(ca) {
+		t.Fatalf("CA %s: %v", c.CACert, err)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	series := fmt.Sprintf(`policy=%q,verdict="drop"`, policy)
+	c.WaitFor(30*time.Second, "drops of "+policy+" on /v1/metrics", func() error {
+		req, err := http.NewRequest(http.MethodGet, c.Host(0).URL()+"/v1/metrics", nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+c.AdminToken)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		total := 0.0
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "hive_netpol_packets_total{") && strings.Contains(line, series) {
+				f := strings.Fields(line)
+				v, err := strconv.ParseFloat(f[len(f)-1], 64)
+				if err != nil {
+					return fmt.Errorf("%q: %v", line, err)
+				}
+				total += v
+			}
+		}
+		if total == 0 {
+			return fmt.Errorf("no drops counted for %s yet", policy)
+		}
+		t.Logf("/v1/metrics: %v new flows dropped by %s across the workers", total, policy)
+		return nil
+	})
+	c.WaitFor(30*time.Second, "netpol-denied events naming "+policy, func() error {
+		var events []structs.Event
+		if err := c.CLIJSON(&events, "event", "ls"); err != nil {
+			return err
+		}
+		for _, e := range events {
+			if e.Type == "netpol-denied" && strings.Contains(e.Meta["policies"], policy) {
+				t.Logf("event: %s", e.Message)
+				return nil
+			}
+		}
+		return fmt.Errorf("no netpol-denied event for %s among %d events", policy, len(events))
+	})
 }
 
 // startEchoServers listens on TCP and UDP netpolPorts inside a's netns and
@@ -595,9 +703,10 @@ func expectTruthTable(t *testing.T, allocs []*netpolAlloc, name string, want fun
 }
 
 // checkUnderlay captures on w1's underlay interface while src (on w1)
-// and dst (on w2) exchange a marker over TCP and UDP: every IPv4 packet
-// between the two workers must be UDP between their WireGuard ports, and
-// no frame may carry the marker.
+// and dst (on w2) exchange a marker over TCP and UDP: every packet between
+// the two workers must be WireGuard (UDP to or from its port) or their own
+// Serf gossip, no frame may carry an overlay address in its IP header, and
+// none the marker.
 func checkUnderlay(t *testing.T, w1, w2 *Host, src, dst *netpolAlloc) {
 	t.Helper()
 	ns, err := netns.GetFromName(w1.NS)
@@ -605,10 +714,13 @@ func checkUnderlay(t *testing.T, w1, w2 *Host, src, dst *netpolAlloc) {
 		t.Fatal(err)
 	}
 	defer ns.Close()
-	var fd int
+	var fd, eth0 int
 	err = inNetns(ns, func() error {
 		var err error
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
+		// Protocol 0 receives nothing until the bind below names the
+		// interface: a socket opened for ETH_P_ALL would queue frames of
+		// every interface (allocation veths included) in the meantime.
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
 		if err != nil {
 			return err
 		}
@@ -616,6 +728,7 @@ func checkUnderlay(t *testing.T, w1, w2 *Host, src, dst *netpolAlloc) {
 		if err != nil {
 			return err
 		}
+		eth0 = ifi.Index
 		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index})
 	})
 	if err != nil {
@@ -626,7 +739,8 @@ func checkUnderlay(t *testing.T, w1, w2 *Host, src, dst *netpolAlloc) {
 
 	marker := []byte(fmt.Sprintf("HIVE-MARKER-%d", time.Now().UnixNano()))
 	done := make(chan struct{})
-	var frames, wgPackets int
+	var frames, wgPackets, gossip int
+	overlay := netip.MustParsePrefix(testClusterCIDR)
 	var problems []string
 	capDone := make(chan struct{})
 	go func() {
@@ -639,8 +753,11 @@ func checkUnderlay(t *testing.T, w1, w2 *Host, src, dst *netpolAlloc) {
 				return
 			default:
 			}
-			n, _, err := unix.Recvfrom(fd, buf, 0)
+			n, from, err := unix.Recvfrom(fd, buf, 0)
 			if err != nil {
+				continue
+			}
+			if ll, ok := from.(*unix.SockaddrLinklayer); !ok || ll.Ifindex != eth0 {
 				continue
 			}
 			frame := buf[:n]
@@ -654,20 +771,26 @@ func checkUnderlay(t *testing.T, w1, w2 *Host, src, dst *netpolAlloc) {
 			ip := frame[14:]
 			s, _ := netip.AddrFromSlice(ip[12:16])
 			d, _ := netip.AddrFromSlice(ip[16:20])
+			if overlay.Contains(s) || overlay.Contains(d) {
+				problems = append(problems, fmt.Sprintf("an overlay packet %s -> %s on the underlay", s, d))
+				continue
+			}
 			if !(s == a1 && d == a2 || s == a2 && d == a1) {
 				continue
 			}
 			ihl := int(ip[0]&0xf) * 4
-			if ip[9] != unix.IPPROTO_UDP || len(ip) < ihl+4 {
-				problems = append(problems, fmt.Sprintf("IP protocol %d between the workers", ip[9]))
+			if len(ip) < ihl+4 {
 				continue
 			}
 			sp, dp := binary.BigEndian.Uint16(ip[ihl:]), binary.BigEndian.Uint16(ip[ihl+2:])
-			if sp != structs.DefaultWireGuardPort && dp != structs.DefaultWireGuardPort {
-				problems = append(problems, fmt.Sprintf("UDP %d -> %d between the workers", sp, dp))
-				continue
+			switch {
+			case ip[9] == unix.IPPROTO_UDP && (sp == structs.DefaultWireGuardPort || dp == structs.DefaultWireGuardPort):
+				wgPackets++
+			case (ip[9] == unix.IPPROTO_UDP || ip[9] == unix.IPPROTO_TCP) && (sp == structs.DefaultSerfPort || dp == structs.DefaultSerfPort):
+				gossip++ // the workers' own (encrypted) membership gossip
+			default:
+				problems = append(problems, fmt.Sprintf("IP protocol %d %d -> %d between the workers", ip[9], sp, dp))
 			}
-			wgPackets++
 		}
 	}()
 	for _, proto := range []uint8{policy.ProtoTCP, policy.ProtoUDP} {
@@ -699,7 +822,7 @@ func checkUnderlay(t *testing.T, w1, w2 *Host, src, dst *netpolAlloc) {
 	if len(problems) > 0 {
 		t.Fatalf("underlay capture on %s: %s", w1.Name, strings.Join(problems, "; "))
 	}
-	t.Logf("underlay of %s: %d frames, %d WireGuard packets between the workers, no payload in clear", w1.Name, frames, wgPackets)
+	t.Logf("underlay of %s: %d frames, %d WireGuard packets and %d gossip packets between the workers, no overlay address and no payload in clear", w1.Name, frames, wgPackets, gossip)
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

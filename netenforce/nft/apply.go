@@ -31,8 +31,8 @@ type Applier struct {
 	maxBatchBytes int
 	guard         *Guard
 
-	mu          sync.Mutex
-	dropSources map[string]DropSource
+	mu       sync.Mutex
+	counters map[string]countSource // of the table last applied
 }
 
 // Option configures an Applier.
@@ -71,14 +71,23 @@ func New(opts ...Option) *Applier {
 
 // conn opens a netlink connection sized for a batch of batchBytes.
 func (a *Applier) conn(batchBytes int) (*nftables.Conn, error) {
+	return a.connFor(batchBytes, 0)
+}
+
+// connFor is conn for a batch of messages netlink messages, each of which
+// the kernel acknowledges: an acknowledgement is small, but the socket
+// buffer is charged about a kilobyte for each, and they arrive faster
+// than the library reads them.
+func (a *Applier) connFor(batchBytes, messages int) (*nftables.Conn, error) {
 	buf := max(batchBytes+(1<<20), 4<<20)
+	rcv := max(4<<20, messages*1024)
 	opts := []nftables.ConnOption{nftables.WithSockOptions(func(c *netlink.Conn) error {
 		// Without CAP_ACK every acknowledgement echoes its request, and
 		// the acks of a large batch overflow the receive buffer.
 		if err := c.SetOption(netlink.CapAcknowledge, true); err != nil {
 			return fmt.Errorf("set NETLINK_CAP_ACK: %w", err)
 		}
-		return forceBuffers(c, buf)
+		return forceBuffers(c, buf, rcv)
 	})}
 	if a.netnsFd >= 0 {
 		opts = append(opts, nftables.WithNetNSFd(a.netnsFd))
@@ -88,7 +97,7 @@ func (a *Applier) conn(batchBytes int) (*nftables.Conn, error) {
 
 // forceBuffers raises the socket buffers past net.core.[rw]mem_max, which
 // needs CAP_NET_ADMIN, the capability applying a ruleset needs anyway.
-func forceBuffers(c *netlink.Conn, n int) error {
+func forceBuffers(c *netlink.Conn, n, rcv int) error {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return err
@@ -99,7 +108,7 @@ func forceBuffers(c *netlink.Conn, n int) error {
 			serr = fmt.Errorf("set SO_SNDBUFFORCE: %w", e)
 			return
 		}
-		if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20); e != nil {
+		if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcv); e != nil {
 			serr = fmt.Errorf("set SO_RCVBUFFORCE: %w", e)
 		}
 	})
@@ -119,7 +128,11 @@ func (a *Applier) Apply(r *policy.Ruleset) error {
 	p := plan(r, a.guard)
 	batches := p.split(a.maxBatchBytes)
 	for i, b := range batches {
-		c, err := a.conn(b.bytes)
+		msgs := len(b.chunks)
+		if i == 0 {
+			msgs += p.structureMessages()
+		}
+		c, err := a.connFor(b.bytes, msgs)
 		if err != nil {
 			return fmt.Errorf("nft apply: open netlink: %w", err)
 		}
@@ -143,7 +156,7 @@ func (a *Applier) Apply(r *policy.Ruleset) error {
 		}
 	}
 	a.mu.Lock()
-	a.dropSources = p.dropSources
+	a.counters = p.counters
 	a.mu.Unlock()
 	return nil
 }

@@ -44,3 +44,30 @@ func BenchmarkApply(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkQuarantineSync is what a worker does when one allocation is
+// quarantined in a small cluster (100 endpoints, 100 policies): compile the
+// whole view again, bank the counters and replace the table. It is the
+// node's share of "quarantine within 100 ms".
+func BenchmarkQuarantineSync(b *testing.B) {
+	requirePrereqs(b)
+	ns := newNS(b)
+	eps, pols := benchCluster(100, 100)
+	a := New(WithNetNS(int(ns.h)))
+	defer a.Delete()
+	i := 0
+	for b.Loop() {
+		eps[i%len(eps)].Quarantined = !eps[i%len(eps)].Quarantined
+		i++
+		r, err := policy.Compile(eps, pols, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := a.Counters(); err != nil {
+			b.Fatal(err)
+		}
+		if err := a.Apply(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

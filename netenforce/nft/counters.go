@@ -26,10 +26,9 @@ import (
 // first packet of a flow gets here (established flows are accepted ahead
 // of policy), so the counts are new flows, not traffic volume.
 //
-// Counting rules are tagged in their user data (countTag) and Counters
-// reads them back; nothing else identifies them.
-
-const countTagPrefix = "hive-count "
+// Each count is a named counter object in table inet hive, referenced by
+// the rules that count into it, so Counters reads them all in one netlink
+// dump; the Applier remembers what each name stands for.
 
 // Verdicts in counters.
 const (
@@ -55,29 +54,19 @@ type countGroup struct {
 	acc, drop string // chain names
 }
 
-func countTag(verdict, dir string, policies []string) []byte {
-	return []byte(fmt.Sprintf("%sverdict=%s dir=%s policies=%s", countTagPrefix, verdict, dir, strings.Join(policies, ",")))
+// countSource is what a counter object counts.
+type countSource struct {
+	verdict, dir string
+	policies     []string
 }
 
-func parseCountTag(b []byte) (verdict, dir string, policies []string, ok bool) {
-	s, ok := strings.CutPrefix(string(b), countTagPrefix)
-	if !ok {
-		return "", "", nil, false
+// addCounter records a counter object to create; names are unique per
+// table (chain names, or <dir>_admin<i>_cnt).
+func (p *planned) addCounter(name, verdict, dir string, policies []string) {
+	if _, ok := p.counters[name]; !ok {
+		p.counterOrder = append(p.counterOrder, name)
 	}
-	for _, f := range strings.Fields(s) {
-		k, v, _ := strings.Cut(f, "=")
-		switch k {
-		case "verdict":
-			verdict = v
-		case "dir":
-			dir = v
-		case "policies":
-			if v != "" {
-				policies = strings.Split(v, ",")
-			}
-		}
-	}
-	return verdict, dir, policies, verdict != ""
+	p.counters[name] = countSource{verdict: verdict, dir: dir, policies: policies}
 }
 
 func verdictMap(s *nftables.Set) { s.IsMap, s.DataType = true, nftables.TypeVerdict }
@@ -106,6 +95,10 @@ func (p *planned) planCounting(dp *dirPlan, short string, d *policy.Direction) {
 		dp.dropMap.elems = append(dp.dropMap.elems, nftables.SetElement{Key: id(c),
 			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: dp.groups[g].drop}})
 	}
+	for _, g := range dp.groups {
+		p.addCounter(g.acc, VerdictAccept, dp.name, g.policies)
+		p.addCounter(g.drop, VerdictDrop, dp.name, g.policies)
+	}
 }
 
 // vmap looks register from up in verdict map s: a hit jumps where the
@@ -114,9 +107,9 @@ func (r rule) vmap(s *nftables.Set, from uint32) rule {
 	return append(r, &expr.Lookup{SourceRegister: reg(from), DestRegister: 0, IsDestRegSet: true, SetName: s.Name, SetID: s.ID})
 }
 
-// counted ends a rule with a counter and a verdict.
-func (r rule) counted(v expr.VerdictKind, chain string) rule {
-	return append(r, &expr.Counter{}, &expr.Verdict{Kind: v, Chain: chain})
+// countedBy ends a rule with counter object name and a verdict.
+func (r rule) countedBy(name string, v expr.VerdictKind, chain string) rule {
+	return append(r, &expr.Objref{Type: int(nftables.ObjTypeCounter), Name: name}, &expr.Verdict{Kind: v, Chain: chain})
 }
 
 // LogGroup is the NFLOG group denied flows are logged to (see
@@ -139,24 +132,21 @@ type DropSource struct {
 // gets to LogGroup with the chain's name as prefix, counts it under tag,
 // and drops it. Rate-limited logging is its own rule: over the rate, the
 // limit ends that rule and the packet goes on to be counted and dropped.
-func (p *planned) writeDropChain(c *nftables.Conn, t *nftables.Table, name, dir string, policies []string) {
+func (p *planned) writeDropChain(c *nftables.Conn, t *nftables.Table, name string) {
 	ch := c.AddChain(&nftables.Chain{Name: name, Table: t})
 	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: rule{
 		&expr.Limit{Type: expr.LimitTypePkts, Rate: LogRate, Unit: expr.LimitTimeSecond, Burst: LogBurst},
 		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: LogGroup, Data: []byte(name)},
 	}})
-	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: rule{}.counted(expr.VerdictDrop, ""),
-		UserData: countTag(VerdictDrop, dir, policies)})
-	p.dropSources[name] = DropSource{Direction: dir, Policies: policies}
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: rule{}.countedBy(name, expr.VerdictDrop, "")})
 }
 
 // writeCounting adds the group chains of a direction.
 func (p *planned) writeCounting(c *nftables.Conn, t *nftables.Table, dp *dirPlan) {
 	for _, g := range dp.groups {
 		acc := c.AddChain(&nftables.Chain{Name: g.acc, Table: t})
-		c.AddRule(&nftables.Rule{Table: t, Chain: acc, Exprs: rule{}.counted(expr.VerdictReturn, ""),
-			UserData: countTag(VerdictAccept, dp.name, g.policies)})
-		p.writeDropChain(c, t, g.drop, dp.name, g.policies)
+		c.AddRule(&nftables.Rule{Table: t, Chain: acc, Exprs: rule{}.countedBy(g.acc, expr.VerdictReturn, "")})
+		p.writeDropChain(c, t, g.drop)
 	}
 }
 
@@ -165,64 +155,56 @@ func (p *planned) writeCounting(c *nftables.Conn, t *nftables.Table, dp *dirPlan
 func (a *Applier) DropSource(prefix string) (DropSource, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s, ok := a.dropSources[prefix]
-	return s, ok
+	s, ok := a.counters[prefix]
+	if !ok || s.verdict != VerdictDrop {
+		return DropSource{}, false
+	}
+	return DropSource{Direction: s.dir, Policies: s.policies}, true
 }
 
 // Counters reads the verdict counters of table inet hive, one entry per
 // policy, direction and verdict. A group's counts go to each of its
 // policies.
 func (a *Applier) Counters() ([]Counter, error) {
+	a.mu.Lock()
+	sources := a.counters
+	a.mu.Unlock()
+	if len(sources) == 0 {
+		return nil, nil
+	}
 	c, err := a.conn(0)
 	if err != nil {
 		return nil, fmt.Errorf("nft counters: open netlink: %w", err)
 	}
-	t := table()
-	chains, err := c.ListChainsOfTableFamily(t.Family)
+	objs, err := c.GetObjects(table())
 	if err != nil {
-		return nil, fmt.Errorf("nft counters: list chains: %w", err)
+		return nil, fmt.Errorf("nft counters: %w", err)
 	}
 	type key struct{ policy, dir, verdict string }
 	sums := map[key]*Counter{}
-	var order []key
-	for _, ch := range chains {
-		if ch.Table.Name != TableName {
+	for _, o := range objs {
+		co, ok := o.(*nftables.CounterObj)
+		if !ok || co.Table == nil || co.Table.Name != TableName {
 			continue
 		}
-		rules, err := c.GetRules(t, ch)
-		if err != nil {
-			return nil, fmt.Errorf("nft counters: rules of %s: %w", ch.Name, err)
+		src, ok := sources[co.Name]
+		if !ok {
+			continue
 		}
-		for _, r := range rules {
-			verdict, dir, pols, ok := parseCountTag(r.UserData)
-			if !ok {
-				continue
+		for _, pol := range src.policies {
+			k := key{pol, src.dir, src.verdict}
+			s := sums[k]
+			if s == nil {
+				s = &Counter{Policy: pol, Direction: src.dir, Verdict: src.verdict}
+				sums[k] = s
 			}
-			var cnt *expr.Counter
-			for _, e := range r.Exprs {
-				if ce, ok := e.(*expr.Counter); ok {
-					cnt = ce
-				}
-			}
-			if cnt == nil {
-				continue
-			}
-			for _, pol := range pols {
-				k := key{pol, dir, verdict}
-				s := sums[k]
-				if s == nil {
-					s = &Counter{Policy: pol, Direction: dir, Verdict: verdict}
-					sums[k] = s
-					order = append(order, k)
-				}
-				s.Packets += cnt.Packets
-				s.Bytes += cnt.Bytes
-			}
+			s.Packets += co.Packets
+			s.Bytes += co.Bytes
 		}
 	}
-	out := make([]Counter, 0, len(order))
-	for _, k := range order {
-		out = append(out, *sums[k])
+	out := make([]Counter, 0, len(sums))
+	for _, s := range sums {
+		out = append(out, *s)
 	}
 	slices.SortFunc(out, func(a, b Counter) int {
 		return strings.Compare(a.Policy+" "+a.Direction+" "+a.Verdict, b.Policy+" "+b.Direction+" "+b.Verdict)

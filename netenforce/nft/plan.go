@@ -10,6 +10,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/hivesec/hive/netenforce/policy"
+	"github.com/hivesec/hive/structs"
 )
 
 // Element priorities: in a split sync the first batch carries everything up
@@ -62,8 +63,9 @@ type planned struct {
 	elements int
 	guard    *Guard
 	vethSrc  *setSpec
-	// dropSources maps the drop chains written to what they stand for.
-	dropSources map[string]DropSource
+	// counters are the counter objects to create, by name.
+	counters     map[string]countSource
+	counterOrder []string
 }
 
 var (
@@ -118,7 +120,8 @@ func appendAddr(b []byte, a netip.Addr) []byte {
 // plan turns r into sets and elements. Elements are sorted so that the
 // batch, and so the kernel's state, does not depend on map order.
 func plan(r *policy.Ruleset, g *Guard) *planned {
-	p := &planned{r: r, dropSources: map[string]DropSource{}}
+	p := &planned{r: r, counters: map[string]countSource{}}
+	p.addCounter(chainQuarantine, VerdictDrop, "", []string{"quarantine"})
 	if g != nil {
 		p.planGuard(g)
 	}
@@ -238,7 +241,20 @@ func (p *planned) planDirection(name, short string, egress bool, d *policy.Direc
 		}
 	}
 	for i := range admin {
-		dp.admin = append(dp.admin, p.planAdmin(fmt.Sprintf("%s_admin%d", short, i), &admin[i]))
+		ap := p.planAdmin(fmt.Sprintf("%s_admin%d", short, i), &admin[i])
+		dp.admin = append(dp.admin, ap)
+		if ap.subj == nil {
+			continue
+		}
+		pols := []string{"admin:" + admin[i].Policy}
+		switch admin[i].Action {
+		case structs.AdminActionDeny:
+			p.addCounter(adminDropChain(&dp, i), VerdictDrop, name, pols)
+		case structs.AdminActionAllow:
+			p.addCounter(adminCounter(&dp, i), VerdictAccept, name, pols)
+		default:
+			p.addCounter(adminCounter(&dp, i), VerdictPass, name, pols)
+		}
 	}
 	p.planCounting(&dp, short, d)
 	return dp
@@ -313,6 +329,14 @@ func elemBytes(e *nftables.SetElement) int {
 func (p *planned) structureBytes() int {
 	return 64<<10 + len(p.sets)*512 + (len(p.egress.admin)+len(p.ingress.admin))*8*512 +
 		(len(p.egress.groups)+len(p.ingress.groups))*2*512
+}
+
+// structureMessages counts the netlink messages of the table, sets,
+// counter objects, chains and rules (an upper bound for the rules).
+func (p *planned) structureMessages() int {
+	groups := len(p.egress.groups) + len(p.ingress.groups)
+	admin := len(p.egress.admin) + len(p.ingress.admin)
+	return 64 + len(p.sets) + len(p.counters) + 2*groups*3 + admin*16
 }
 
 // split cuts the elements into chunks and the chunks into batches of at

@@ -110,21 +110,24 @@ func (p *planned) writeStructure(c *nftables.Conn) error {
 	add := func(ch *nftables.Chain, r rule) {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r})
 	}
-	p.writeDropChain(c, t, chainQuarantine, "", []string{"quarantine"})
+	for _, name := range p.counterOrder {
+		c.AddObj(&nftables.CounterObj{Table: t, Name: name})
+	}
+	p.writeDropChain(c, t, chainQuarantine)
 	for _, d := range []*dirPlan{&p.egress, &p.ingress} {
 		p.writeCounting(c, t, d)
 		for i, a := range d.admin {
 			if a.subj != nil && a.rule.Action == structs.AdminActionDeny {
-				p.writeDropChain(c, t, adminDropChain(d, i), d.name, []string{"admin:" + a.rule.Policy})
+				p.writeDropChain(c, t, adminDropChain(d, i))
 			}
 		}
 	}
 	for _, r := range p.forwardRules() {
-		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: r.exprs, UserData: r.tag})
+		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: r})
 	}
 	for _, d := range []*dirPlan{&p.egress, &p.ingress} {
 		for _, r := range p.adminRules(d) {
-			c.AddRule(&nftables.Rule{Table: t, Chain: chains[d.name], Exprs: r.exprs, UserData: r.tag})
+			c.AddRule(&nftables.Rule{Table: t, Chain: chains[d.name], Exprs: r})
 		}
 		for _, r := range p.namespaceRules(d) {
 			add(chains[d.name+"_ns"], r)
@@ -133,44 +136,30 @@ func (p *planned) writeStructure(c *nftables.Conn) error {
 	return nil
 }
 
-// tagRule is a rule with the user data that marks a counting rule.
-type tagRule struct {
-	exprs rule
-	tag   []byte
-}
-
-func untagged(rs ...rule) []tagRule {
-	out := make([]tagRule, len(rs))
-	for i, r := range rs {
-		out[i] = tagRule{exprs: r}
-	}
-	return out
-}
-
-func (p *planned) forwardRules() []tagRule {
-	out := untagged(p.guardRules()...)
+func (p *planned) forwardRules() []rule {
+	out := p.guardRules()
 	for fi, f := range families {
 		q := p.quar[fi].set
-		out = append(out, untagged(
+		out = append(out,
 			rule{}.nfproto(f).addr(f, true, rAddr).in(q, rAddr).verdict(expr.VerdictGoto, chainQuarantine),
-			rule{}.nfproto(f).addr(f, false, rAddr).in(q, rAddr).verdict(expr.VerdictGoto, chainQuarantine))...)
+			rule{}.nfproto(f).addr(f, false, rAddr).in(q, rAddr).verdict(expr.VerdictGoto, chainQuarantine))
 	}
 	// Replies and related packets (ICMP errors) of flows that were allowed
 	// when they started. Quarantine comes first, so it cuts them too.
-	out = append(out, tagRule{exprs: rule{
+	out = append(out, rule{
 		&expr.Ct{Key: expr.CtKeySTATE, Register: reg(rTmp)},
 		&expr.Bitwise{SourceRegister: reg(rTmp), DestRegister: reg(rTmp), Len: 4,
 			Mask: binary.NativeEndian.AppendUint32(nil, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED),
 			Xor:  []byte{0, 0, 0, 0}},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg(rTmp), Data: []byte{0, 0, 0, 0}},
 		&expr.Verdict{Kind: expr.VerdictAccept},
-	}})
+	})
 	for _, d := range []struct {
 		src   bool
 		chain string
 	}{{true, "egress"}, {false, "ingress"}} {
 		for fi, f := range families {
-			out = append(out, tagRule{exprs: rule{}.nfproto(f).addr(f, d.src, rAddr).in(p.ep[fi].set, rAddr).verdict(expr.VerdictJump, d.chain)})
+			out = append(out, rule{}.nfproto(f).addr(f, d.src, rAddr).in(p.ep[fi].set, rAddr).verdict(expr.VerdictJump, d.chain))
 		}
 	}
 	return out
@@ -204,32 +193,33 @@ func (p *planned) peerAny(r rule, d *dirPlan, fi int, at uint32) rule {
 // clone copies a rule prefix so that two rules never share a backing array.
 func (r rule) clone() rule { return append(rule(nil), r...) }
 
-// adminDropChain names the drop chain of admin rule i of direction d.
+// adminDropChain names the drop chain (and counter) of admin deny rule i
+// of direction d, adminCounter the counter of an allow or pass rule.
 func adminDropChain(d *dirPlan, i int) string { return fmt.Sprintf("%s_admin%d_drop", d.name, i) }
+func adminCounter(d *dirPlan, i int) string   { return fmt.Sprintf("%s_admin%d_cnt", d.name, i) }
 
-func (p *planned) adminRules(d *dirPlan) []tagRule {
-	var out []tagRule
+func (p *planned) adminRules(d *dirPlan) []rule {
+	var out []rule
 	for i, a := range d.admin {
 		if a.subj == nil {
 			continue
 		}
 		var v expr.VerdictKind
-		chain, verdict := "", VerdictPass
+		chain := ""
 		switch a.rule.Action {
 		case structs.AdminActionAllow:
-			v, verdict = expr.VerdictReturn, VerdictAccept
+			v = expr.VerdictReturn
 		case structs.AdminActionDeny:
 			// Counted, logged and dropped in its own chain.
 			v, chain = expr.VerdictGoto, adminDropChain(d, i)
 		default: // Pass: straight to the namespace policies
 			v, chain = expr.VerdictGoto, d.name+"_ns"
 		}
-		tag := countTag(verdict, d.name, []string{"admin:" + a.rule.Policy})
-		tr := func(r rule) tagRule {
+		tr := func(r rule) rule {
 			if a.rule.Action == structs.AdminActionDeny {
-				return tagRule{exprs: r.verdict(v, chain)}
+				return r.verdict(v, chain)
 			}
-			return tagRule{r.counted(v, chain), tag}
+			return r.countedBy(adminCounter(d, i), v, chain)
 		}
 		for fi, f := range families {
 			base := p.subject(d, fi).in(a.subj.set, rSubj)
@@ -249,7 +239,7 @@ func (p *planned) adminRules(d *dirPlan) []tagRule {
 			}
 		}
 	}
-	return append(out, tagRule{exprs: rule{}.verdict(expr.VerdictGoto, d.name+"_ns")})
+	return append(out, rule{}.verdict(expr.VerdictGoto, d.name+"_ns"))
 }
 
 func (p *planned) namespaceRules(d *dirPlan) []rule {
