@@ -9,9 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -61,14 +59,9 @@ type dataplane struct {
 	policies, endpoints int
 	appliedAt           time.Time
 	lastErr             string
-	// totals are the counters of the tables replaced so far: every full
-	// apply starts the kernel's counters again at zero.
-	totals map[counterKey]*structs.NetpolCounter
 	// onDenied receives the denied flows of each report period.
 	onDenied func([]structs.DeniedFlow)
 }
-
-type counterKey struct{ policy, dir, verdict string }
 
 func newDataplane(a *Agent, port int) (*dataplane, error) {
 	key, err := wg.LoadOrCreateKey(a.cfg.DataDir)
@@ -77,7 +70,7 @@ func newDataplane(a *Agent, port int) (*dataplane, error) {
 	}
 	return &dataplane{a: a, log: a.logger.Named("network"), key: key, port: port,
 		changed: make(chan struct{}), applier: nft.New(), enforced: map[string]netip.Addr{},
-		kick: make(chan struct{}, 1), totals: map[counterKey]*structs.NetpolCounter{}}, nil
+		kick: make(chan struct{}, 1)}, nil
 }
 
 // publicKey is what the agent registers.
@@ -293,12 +286,6 @@ func (d *dataplane) applyPolicy(nn *structs.NodeNetwork) error {
 	if err != nil {
 		return err
 	}
-	// The apply replaces the table and its counters: bank them first.
-	if cur, err := d.applier.Counters(); err == nil {
-		d.bank(cur)
-	} else {
-		d.log.Warn("cannot read the verdict counters before replacing them", "error", err)
-	}
 	if err := d.applier.Apply(rs); err != nil {
 		return err
 	}
@@ -308,43 +295,16 @@ func (d *dataplane) applyPolicy(nn *structs.NodeNetwork) error {
 	return nil
 }
 
-// bank adds counters read from the table to the totals.
-func (d *dataplane) bank(cur []nft.Counter) {
-	for _, c := range cur {
-		k := counterKey{c.Policy, c.Direction, c.Verdict}
-		t := d.totals[k]
-		if t == nil {
-			t = &structs.NetpolCounter{Policy: c.Policy, Direction: c.Direction, Verdict: c.Verdict}
-			d.totals[k] = t
-		}
-		t.Packets += c.Packets
-		t.Bytes += c.Bytes
-	}
-}
-
-// counters are the totals plus what the live table counted since.
+// counters are the verdict counts since the agent started.
 func (d *dataplane) counters() []structs.NetpolCounter {
-	sum := map[counterKey]structs.NetpolCounter{}
-	for k, t := range d.totals {
-		sum[k] = *t
+	cur, err := d.applier.Counters()
+	if err != nil {
+		d.log.Warn("cannot read the verdict counters", "error", err)
 	}
-	if cur, err := d.applier.Counters(); err == nil {
-		for _, c := range cur {
-			k := counterKey{c.Policy, c.Direction, c.Verdict}
-			s := sum[k]
-			s.Policy, s.Direction, s.Verdict = c.Policy, c.Direction, c.Verdict
-			s.Packets += c.Packets
-			s.Bytes += c.Bytes
-			sum[k] = s
-		}
+	out := make([]structs.NetpolCounter, 0, len(cur))
+	for _, c := range cur {
+		out = append(out, structs.NetpolCounter{Policy: c.Policy, Direction: c.Direction, Verdict: c.Verdict, Packets: c.Packets, Bytes: c.Bytes})
 	}
-	out := make([]structs.NetpolCounter, 0, len(sum))
-	for _, c := range sum {
-		out = append(out, c)
-	}
-	slices.SortFunc(out, func(a, b structs.NetpolCounter) int {
-		return strings.Compare(a.Policy+" "+a.Direction+" "+a.Verdict, b.Policy+" "+b.Direction+" "+b.Verdict)
-	})
 	return out
 }
 

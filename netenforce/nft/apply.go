@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -33,6 +34,13 @@ type Applier struct {
 
 	mu       sync.Mutex
 	counters map[string]countSource // of the table last applied
+	banked   []Counter              // counts of the tables replaced so far
+	// last is the plan in the kernel and lastKey its structure, for
+	// updating only set elements when the structure is unchanged.
+	last    *planned
+	lastKey string
+	// Full and incremental syncs done, for tests and status.
+	FullSyncs, ElementSyncs int
 }
 
 // Option configures an Applier.
@@ -119,13 +127,43 @@ func table() *nftables.Table {
 	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 }
 
-// Apply replaces table inet hive with r, atomically unless the batch is
-// larger than the Applier's limit (see the package documentation).
+// Apply makes table inet hive hold r. When only set elements differ from
+// the last Apply (an endpoint came or went, a quarantine, a veth), it
+// sends just those additions and deletions, in one atomic batch, keeping
+// the counters; otherwise it replaces the whole table, atomically unless
+// the batch is larger than the Applier's limit (see the package
+// documentation). A failed element update falls back to a full sync.
 func (a *Applier) Apply(r *policy.Ruleset) error {
 	if r == nil {
 		return errors.New("nft apply: nil ruleset")
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	p := plan(r, a.guard)
+	key := p.structureKey()
+	if a.last != nil && key == a.lastKey {
+		ok, err := a.applyElements(a.last, p)
+		if ok && err == nil {
+			a.last, a.counters = p, p.counters
+			a.ElementSyncs++
+			return nil
+		}
+	}
+	if a.last != nil {
+		// Keep what the table counted before it goes; a table someone
+		// else removed has nothing to give.
+		_ = a.bank()
+	}
+	if err := a.applyFull(p); err != nil {
+		a.last, a.lastKey = nil, ""
+		return err
+	}
+	a.last, a.lastKey, a.counters = p, key, p.counters
+	a.FullSyncs++
+	return nil
+}
+
+func (a *Applier) applyFull(p *planned) error {
 	batches := p.split(a.maxBatchBytes)
 	for i, b := range batches {
 		msgs := len(b.chunks)
@@ -155,10 +193,90 @@ func (a *Applier) Apply(r *policy.Ruleset) error {
 			return fmt.Errorf("nft apply: batch %d of %d: %w", i+1, len(batches), err)
 		}
 	}
-	a.mu.Lock()
-	a.counters = p.counters
-	a.mu.Unlock()
 	return nil
+}
+
+// applyElements sends the element differences between two plans of the
+// same structure in one batch. It declines (false) when an interval set
+// changed, whose ranges the kernel may have merged or split, or when the
+// change is large enough that a full sync is as cheap.
+func (a *Applier) applyElements(old, p *planned) (bool, error) {
+	type change struct {
+		set       *nftables.Set
+		add, dels []nftables.SetElement
+	}
+	var changes []change
+	total := 0
+	for i, s := range p.sets {
+		o := old.sets[i]
+		add, dels := diffElements(o.elems, s.elems)
+		if len(add) == 0 && len(dels) == 0 {
+			continue
+		}
+		if s.set.Interval {
+			return false, nil
+		}
+		changes = append(changes, change{s.set, add, dels})
+		total += len(add) + len(dels)
+	}
+	if total > ElementsPerMessage*8 {
+		return false, nil
+	}
+	c, err := a.connFor(total*160+(64<<10), 2*len(changes)+8)
+	if err != nil {
+		return true, fmt.Errorf("nft apply: open netlink: %w", err)
+	}
+	for _, ch := range changes {
+		// Deletions first: a key that changes value (a verdict map
+		// element moving to another group) is deleted and added again.
+		for start := 0; start < len(ch.dels); start += ElementsPerMessage {
+			if err := c.SetDeleteElements(ch.set, ch.dels[start:min(start+ElementsPerMessage, len(ch.dels))]); err != nil {
+				return true, err
+			}
+		}
+		for start := 0; start < len(ch.add); start += ElementsPerMessage {
+			if err := c.SetAddElements(ch.set, ch.add[start:min(start+ElementsPerMessage, len(ch.add))]); err != nil {
+				return true, err
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return true, fmt.Errorf("nft apply: element update: %w", err)
+	}
+	return true, nil
+}
+
+func elemKey(e *nftables.SetElement) string {
+	k := hex.EncodeToString(e.Key) + "-" + hex.EncodeToString(e.KeyEnd) + "=" + hex.EncodeToString(e.Val)
+	if e.VerdictData != nil {
+		k += fmt.Sprintf("/%d:%s", e.VerdictData.Kind, e.VerdictData.Chain)
+	}
+	if e.IntervalEnd {
+		k += "/end"
+	}
+	return k
+}
+
+// diffElements returns what to add to old to get new and what to delete.
+func diffElements(old, new []nftables.SetElement) (add, dels []nftables.SetElement) {
+	have := make(map[string]bool, len(old))
+	for i := range old {
+		have[elemKey(&old[i])] = true
+	}
+	want := make(map[string]bool, len(new))
+	for i := range new {
+		k := elemKey(&new[i])
+		want[k] = true
+		if !have[k] {
+			add = append(add, new[i])
+		}
+	}
+	for i := range old {
+		if !want[elemKey(&old[i])] {
+			dels = append(dels, old[i])
+		}
+	}
+	return add, dels
 }
 
 // Delete removes table inet hive; a missing table is not an error.

@@ -162,13 +162,73 @@ func (a *Applier) DropSource(prefix string) (DropSource, bool) {
 	return DropSource{Direction: s.dir, Policies: s.policies}, true
 }
 
-// Counters reads the verdict counters of table inet hive, one entry per
-// policy, direction and verdict. A group's counts go to each of its
-// policies.
+// Counters returns the verdict counts since the Applier was made, one
+// entry per policy, direction and verdict; a group's counts go to each of
+// its policies. A full sync replaces the table and its counter objects, so
+// the Applier banks what they held just before.
 func (a *Applier) Counters() ([]Counter, error) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	live, err := a.liveCounters()
+	if err != nil {
+		return nil, err
+	}
+	sum := map[counterKey]Counter{}
+	for _, src := range [][]Counter{a.banked, live} {
+		for _, c := range src {
+			k := counterKey{c.Policy, c.Direction, c.Verdict}
+			t := sum[k]
+			t.Policy, t.Direction, t.Verdict = c.Policy, c.Direction, c.Verdict
+			t.Packets += c.Packets
+			t.Bytes += c.Bytes
+			sum[k] = t
+		}
+	}
+	out := make([]Counter, 0, len(sum))
+	for _, c := range sum {
+		out = append(out, c)
+	}
+	sortCounters(out)
+	return out, nil
+}
+
+type counterKey struct{ policy, dir, verdict string }
+
+func sortCounters(cs []Counter) {
+	slices.SortFunc(cs, func(a, b Counter) int {
+		return strings.Compare(a.Policy+" "+a.Direction+" "+a.Verdict, b.Policy+" "+b.Direction+" "+b.Verdict)
+	})
+}
+
+// bank adds the live table's counts to the banked ones, before the table
+// is replaced; a.mu is held.
+func (a *Applier) bank() error {
+	live, err := a.liveCounters()
+	if err != nil {
+		return err
+	}
+	a.banked = append(a.banked, live...)
+	// Keep the bank short: fold it.
+	sum := map[counterKey]Counter{}
+	for _, c := range a.banked {
+		k := counterKey{c.Policy, c.Direction, c.Verdict}
+		t := sum[k]
+		t.Policy, t.Direction, t.Verdict = c.Policy, c.Direction, c.Verdict
+		t.Packets += c.Packets
+		t.Bytes += c.Bytes
+		sum[k] = t
+	}
+	a.banked = a.banked[:0]
+	for _, c := range sum {
+		a.banked = append(a.banked, c)
+	}
+	return nil
+}
+
+// liveCounters reads the counter objects of the table in place; a.mu is
+// held.
+func (a *Applier) liveCounters() ([]Counter, error) {
 	sources := a.counters
-	a.mu.Unlock()
 	if len(sources) == 0 {
 		return nil, nil
 	}
@@ -180,8 +240,7 @@ func (a *Applier) Counters() ([]Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nft counters: %w", err)
 	}
-	type key struct{ policy, dir, verdict string }
-	sums := map[key]*Counter{}
+	sums := map[counterKey]*Counter{}
 	for _, o := range objs {
 		co, ok := o.(*nftables.CounterObj)
 		if !ok || co.Table == nil || co.Table.Name != TableName {
@@ -192,7 +251,7 @@ func (a *Applier) Counters() ([]Counter, error) {
 			continue
 		}
 		for _, pol := range src.policies {
-			k := key{pol, src.dir, src.verdict}
+			k := counterKey{pol, src.dir, src.verdict}
 			s := sums[k]
 			if s == nil {
 				s = &Counter{Policy: pol, Direction: src.dir, Verdict: src.verdict}
@@ -206,8 +265,6 @@ func (a *Applier) Counters() ([]Counter, error) {
 	for _, s := range sums {
 		out = append(out, *s)
 	}
-	slices.SortFunc(out, func(a, b Counter) int {
-		return strings.Compare(a.Policy+" "+a.Direction+" "+a.Verdict, b.Policy+" "+b.Direction+" "+b.Verdict)
-	})
+	sortCounters(out)
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/google/nftables"
 
@@ -329,6 +330,36 @@ func elemBytes(e *nftables.SetElement) int {
 func (p *planned) structureBytes() int {
 	return 64<<10 + len(p.sets)*512 + (len(p.egress.admin)+len(p.ingress.admin))*8*512 +
 		(len(p.egress.groups)+len(p.ingress.groups))*2*512
+}
+
+// structureKey describes everything of the plan but set elements: sets,
+// counter objects, counting groups, and every rule as it would be written
+// (set references by name). Two plans with the same key differ only in
+// elements. It is computed before writeStructure gives the sets batch IDs.
+func (p *planned) structureKey() string {
+	var b strings.Builder
+	for _, s := range p.sets {
+		fmt.Fprintf(&b, "set %s %s/%d i%v c%v m%v %s\n", s.set.Name, s.set.KeyType.Name, s.set.KeyType.Bytes,
+			s.set.Interval, s.set.Concatenation, s.set.IsMap, s.set.DataType.Name)
+	}
+	for _, n := range p.counterOrder {
+		fmt.Fprintf(&b, "counter %s %+v\n", n, p.counters[n])
+	}
+	rules := p.forwardRules()
+	for _, d := range []*dirPlan{&p.egress, &p.ingress} {
+		for _, g := range d.groups {
+			fmt.Fprintf(&b, "group %s %s %v\n", g.acc, g.drop, g.policies)
+		}
+		rules = append(rules, p.adminRules(d)...)
+		rules = append(rules, p.namespaceRules(d)...)
+	}
+	for _, r := range rules {
+		for _, e := range r {
+			fmt.Fprintf(&b, "%T%+v;", e, e)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // structureMessages counts the netlink messages of the table, sets,
