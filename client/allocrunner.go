@@ -73,6 +73,7 @@ func (c *runnerConfig) helperError() error {
 // allocNetwork is the dataplane as allocation runners use it.
 type allocNetwork interface {
 	setup(ctx context.Context, allocID string) (*allocnet.Attachment, error)
+	publish(allocID string, ports []structs.PortMapping, prev []structs.PublishedPort, addr netip.Addr) ([]structs.PublishedPort, error)
 	waitEnforced(ctx context.Context, allocID string, addr netip.Addr) error
 	teardown(allocID string) error
 }
@@ -106,8 +107,10 @@ type allocRunner struct {
 	// could not be prepared), fails every task.
 	secrets     *allocSecrets
 	prestartErr error
-	// address is the allocation's IP once its network is set up.
-	address string
+	// address is the allocation's IP once its network is set up, and
+	// published its published ports.
+	address   string
+	published []structs.PublishedPort
 }
 
 func newAllocRunner(ctx context.Context, cfg *runnerConfig, alloc *structs.Allocation) *allocRunner {
@@ -226,8 +229,12 @@ func (ar *allocRunner) prepareNetwork() error {
 	for _, tr := range ar.runners {
 		tr.cfg.NetNSPath = at.NetnsPath
 	}
+	pub, err := n.publish(ar.alloc.ID, ar.alloc.Ports, ar.alloc.Published, at.Addr)
+	if err != nil {
+		return err
+	}
 	ar.mu.Lock()
-	ar.address = at.Addr.String()
+	ar.address, ar.published = at.Addr.String(), pub
 	ar.mu.Unlock()
 	ar.push()
 	return stopped(n.waitEnforced(ctx, ar.alloc.ID, at.Addr))
@@ -360,7 +367,7 @@ func (ar *allocRunner) push() {
 		return
 	}
 	up := structs.AllocUpdate{ID: ar.alloc.ID, ClientStatus: ar.status, ClientDescription: ar.description,
-		TaskStates: copyStates(ar.states), Address: ar.address}
+		TaskStates: copyStates(ar.states), Address: ar.address, Published: ar.published}
 	ar.mu.Unlock()
 	ar.cfg.report(up)
 }

@@ -61,7 +61,21 @@ type dataplane struct {
 	lastErr             string
 	// onDenied receives the denied flows of each report period.
 	onDenied func([]structs.DeniedFlow)
+	// published are the local allocations' published ports.
+	published map[string][]publishedPort
 }
+
+type publishedPort struct {
+	structs.PublishedPort
+	addr netip.Addr
+}
+
+// Host ports the worker picks for ports without a static number, as
+// Nomad's default dynamic range.
+const (
+	minDynamicPort = 20000
+	maxDynamicPort = 32000
+)
 
 func newDataplane(a *Agent, port int) (*dataplane, error) {
 	key, err := wg.LoadOrCreateKey(a.cfg.DataDir)
@@ -70,7 +84,7 @@ func newDataplane(a *Agent, port int) (*dataplane, error) {
 	}
 	return &dataplane{a: a, log: a.logger.Named("network"), key: key, port: port,
 		changed: make(chan struct{}), applier: nft.New(), enforced: map[string]netip.Addr{},
-		kick: make(chan struct{}, 1)}, nil
+		kick: make(chan struct{}, 1), published: map[string][]publishedPort{}}, nil
 }
 
 // publicKey is what the agent registers.
@@ -282,6 +296,9 @@ func (d *dataplane) applyPolicy(nn *structs.NodeNetwork) error {
 	for _, at := range d.nets.Attachments() {
 		veths[at.HostVeth] = at.Addr
 	}
+	if err := d.setPorts(); err != nil {
+		return err
+	}
 	err = d.applier.SetGuard(&nft.Guard{ClusterCIDR: d.cidr, LocalSubnet: d.subnet, WGInterface: wg.InterfaceName, Veths: veths})
 	if err != nil {
 		return err
@@ -406,10 +423,80 @@ func (d *dataplane) waitEnforced(ctx context.Context, allocID string, addr netip
 	}
 }
 
+// publish gives an allocation's ports their host ports: the static one,
+// the one it had before an agent restart, or a free one of the dynamic
+// range. A host port another allocation here publishes is an error.
+func (d *dataplane) publish(allocID string, ports []structs.PortMapping, prev []structs.PublishedPort, addr netip.Addr) ([]structs.PublishedPort, error) {
+	if len(ports) == 0 {
+		return nil, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	used := map[int]string{}
+	for id, ps := range d.published {
+		if id == allocID {
+			continue
+		}
+		for _, p := range ps {
+			used[p.HostPort] = id
+		}
+	}
+	had := map[string]int{}
+	for _, p := range prev {
+		had[p.Label] = p.HostPort
+	}
+	var out []structs.PublishedPort
+	var local []publishedPort
+	next := minDynamicPort
+	for _, m := range ports {
+		host := m.Static
+		if host == 0 {
+			host = had[m.Label]
+		}
+		if host == 0 || used[host] != "" && m.Static == 0 {
+			for ; next <= maxDynamicPort && used[next] != ""; next++ {
+			}
+			if next > maxDynamicPort {
+				return nil, fmt.Errorf("port %q: every port of %d-%d is published on this worker", m.Label, minDynamicPort, maxDynamicPort)
+			}
+			host = next
+		}
+		if other := used[host]; other != "" {
+			return nil, fmt.Errorf("port %q: host port %d is already published on this worker by allocation %s", m.Label, host, other)
+		}
+		used[host] = allocID
+		to := m.To
+		if to == 0 {
+			to = host
+		}
+		p := structs.PublishedPort{Label: m.Label, HostPort: host, To: to}
+		out = append(out, p)
+		local = append(local, publishedPort{p, addr})
+	}
+	d.published[allocID] = local
+	return out, nil
+}
+
+// setPorts hands the published ports to the applier; d.mu is held.
+func (d *dataplane) setPorts() error {
+	node, err := netip.ParseAddr(d.a.cfg.Advertise)
+	if err != nil {
+		return fmt.Errorf("publish ports: advertise address %q: %w", d.a.cfg.Advertise, err)
+	}
+	var fw []nft.PortForward
+	for _, ps := range d.published {
+		for _, p := range ps {
+			fw = append(fw, nft.PortForward{HostPort: uint16(p.HostPort), Addr: p.addr, To: uint16(p.To)})
+		}
+	}
+	return d.applier.SetPorts(node, fw)
+}
+
 // teardown removes an allocation's network.
 func (d *dataplane) teardown(allocID string) error {
 	d.mu.Lock()
 	nets := d.nets
+	delete(d.published, allocID)
 	d.mu.Unlock()
 	if nets == nil {
 		return nil

@@ -334,6 +334,7 @@ func TestNetwork(t *testing.T) {
 		c.MustCLI("netpol", "delete", pols[0].Namespace+"/"+pols[0].Name)
 	}
 	expectTruthTable(t, ordered, "policies deleted", all)
+	checkPublishedPort(t, c, dir, w1)
 
 	// 3. Invalid policies: a clear error, and nothing stored.
 	bad := []struct{ name, hcl, want string }{
@@ -454,8 +455,8 @@ func TestNetwork(t *testing.T) {
 		st.Peers[0].LastHandshake.IsZero() || len(st.Peers[0].AllowedIPs) != 1 || st.Peers[0].AllowedIPs[0] != n2.Subnet {
 		t.Fatalf("%s's dataplane: mode %q, peers %+v; want userspace with %s (%s) for %s after a handshake", w1.Name, st.Mode, st.Peers, w2.Name, n2.WireGuardKey, n2.Subnet)
 	}
-	if len(st.Allocations) != 6 {
-		t.Fatalf("%s reports %d allocation networks, want 6", w1.Name, len(st.Allocations))
+	if len(st.Allocations) != 7 { // a and c of x, y, z, and the published one
+		t.Fatalf("%s reports %d allocation networks, want 7", w1.Name, len(st.Allocations))
 	}
 	rmStart := time.Now()
 	c.MustCLI("node", "remove", w2.NodeID())
@@ -470,6 +471,87 @@ func TestNetwork(t *testing.T) {
 		return nil
 	})
 	t.Logf("removing %s: its peer left %s's hive-wg within %v", w2.Name, w1.Name, time.Since(rmStart).Round(time.Millisecond))
+}
+
+// checkPublishedPort runs a job that publishes port "http" (to 80) on w1
+// and reaches it from outside the cluster (the test's own namespace, on
+// the hosts' bridge) at w1's address and the port the worker picked.
+func checkPublishedPort(t *testing.T, c *Cluster, dir string, w1 *Host) {
+	t.Helper()
+	f := writeFile(t, dir, "published.hcl", fmt.Sprintf(`job "published" {
+  group "g" {
+    network {
+      port "http" {
+        to = 80
+      }
+    }
+    constraint {
+      attribute = "${node.unique.id}"
+      value     = %q
+    }
+    task "main" {
+      driver = "containerd"
+      config {
+        image   = "docker.io/hive/busybox:test"
+        command = "sleep"
+        args    = ["3600"]
+      }
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+  }
+}
+`, w1.NodeID()))
+	c.MustCLI("job", "run", "--detach", f)
+	api := jobAPI(t, c)
+	var a *structs.Allocation
+	c.WaitFor(time.Minute, "the published allocation running with its port", func() error {
+		list, _, err := api.Jobs().Allocations("default", "published", nil)
+		if err != nil {
+			return err
+		}
+		for _, x := range live(list) {
+			if x.ClientStatus == structs.AllocRunning && len(x.Published) == 1 {
+				a = x
+				return nil
+			}
+		}
+		return fmt.Errorf("not running with a published port yet")
+	})
+	p := a.Published[0]
+	if p.Label != "http" || p.To != 80 || p.HostPort < 20000 || p.HostPort > 32000 {
+		t.Fatalf("published %+v, want http -> 80 from the dynamic range", p)
+	}
+	addr, err := netip.ParseAddr(a.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa := &netpolAlloc{ns: "default", pod: "published", id: a.ID, node: a.NodeID, addr: addr}
+	var pid string
+	for task, st := range w1.ctrTasks() {
+		if strings.HasPrefix(task, a.ID) {
+			pid = st[0]
+		}
+	}
+	ns, err := netns.GetFromPath("/proc/" + pid + "/ns/net")
+	if err != nil {
+		t.Fatalf("netns of the published allocation (pid %q): %v", pid, err)
+	}
+	t.Cleanup(func() { _ = ns.Close() })
+	pa.netns = ns
+	startEchoServers(t, pa)
+	target := net.JoinHostPort(w1.IP, strconv.Itoa(p.HostPort))
+	c.WaitFor(30*time.Second, "an echo through "+target, func() error {
+		conn, err := net.DialTimeout("tcp", target, probeTimeout)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		return echoOnce(conn, "published")
+	})
+	t.Logf("published port: %s reaches %s:80 (allocation %s)", target, a.Address, a.ID)
 }
 
 // checkDenyTelemetry waits until the denials of policy show as drops in

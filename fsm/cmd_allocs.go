@@ -147,6 +147,9 @@ func applyAllocClientUpdate(txn *state.Txn, buf []byte) (any, error) {
 				return nil, err
 			}
 		}
+		if err := checkPublished(a, u.Published); err != nil {
+			return nil, err
+		}
 	}
 	for _, u := range req.Updates {
 		a := txn.Read().Alloc(nil, u.ID)
@@ -163,6 +166,9 @@ func applyAllocClientUpdate(txn *state.Txn, buf []byte) (any, error) {
 		}
 		if u.Address != "" {
 			cp.Address = u.Address
+		}
+		if u.Published != nil {
+			cp.Published = u.Published
 		}
 		cp.ModifyTime = req.Now
 		if err := txn.UpsertAlloc(&cp); err != nil {
@@ -236,6 +242,32 @@ func markAllocsLost(txn *state.Txn, nodeID, why string, now time.Time) error {
 			Message: fmt.Sprintf("allocation %s on node %s lost: %s", a.ID, nodeID, why)}); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkPublished checks the ports a worker says it published for a: one
+// per port of the allocation's group, by label, with valid numbers.
+func checkPublished(a *structs.Allocation, pub []structs.PublishedPort) error {
+	if pub == nil {
+		return nil
+	}
+	want := map[string]structs.PortMapping{}
+	for _, p := range a.Ports {
+		want[p.Label] = p
+	}
+	seen := map[string]bool{}
+	for _, p := range pub {
+		m, ok := want[p.Label]
+		switch {
+		case !ok || seen[p.Label]:
+			return fmt.Errorf("allocation %s: published port %q is not one of its ports, or is given twice: %w", a.ID, p.Label, ErrInvalid)
+		case p.HostPort < 1 || p.HostPort > 65535 || p.To < 1 || p.To > 65535:
+			return fmt.Errorf("allocation %s: published port %q: host port %d and target %d must be 1-65535: %w", a.ID, p.Label, p.HostPort, p.To, ErrInvalid)
+		case m.Static != 0 && p.HostPort != m.Static:
+			return fmt.Errorf("allocation %s: port %q is static %d, not %d: %w", a.ID, p.Label, m.Static, p.HostPort, ErrInvalid)
+		}
+		seen[p.Label] = true
 	}
 	return nil
 }

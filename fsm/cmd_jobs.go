@@ -345,6 +345,7 @@ func applyPlanApply(txn *state.Txn, buf []byte) (any, error) {
 			// snapshot, so what the worker reported since is kept.
 			cp.ClientStatus, cp.ClientDescription = old.ClientStatus, old.ClientDescription
 			cp.TaskStates, cp.Address, cp.NextAllocation = old.TaskStates, old.Address, old.NextAllocation
+			cp.Published = old.Published
 			// Quarantine is an operator's decision, never the
 			// scheduler's: a plan made before it must not lift it.
 			cp.Quarantined = old.Quarantined

@@ -209,7 +209,7 @@ func (d *decoder) group(b *hclsyntax.Block, job *structs.Job, resched *structs.R
 
 	var ports map[string]bool
 	if nb := c.block("network"); nb != nil {
-		ports = d.network(nb)
+		ports, g.Ports = d.network(nb)
 	}
 
 	tasks := c.blocks["task"]
@@ -248,11 +248,12 @@ var portSchema = &schema{
 	attrs: []string{"static", "to", "host_network"},
 }
 
-// network checks a group's network block and returns its port labels.
-// Hive gives every allocation its own network namespace and wires ports
-// in a later milestone; until then the block is checked and kept nowhere,
-// so files written for Nomad's bridge mode parse unchanged.
-func (d *decoder) network(b *hclsyntax.Block) map[string]bool {
+// network checks a group's network block and returns its port labels and
+// the ports to publish. Every Hive allocation has its own network
+// namespace, as in Nomad's bridge mode; a port is published on the
+// worker's address at `static` (or a port the worker picks) and forwarded
+// to `to` (or the same number) in the allocation.
+func (d *decoder) network(b *hclsyntax.Block) (map[string]bool, []structs.PortMapping) {
 	c := d.content(b.Body, networkSchema)
 	var mode string
 	if a := c.attrs["mode"]; a != nil && d.str(a, &mode) {
@@ -265,7 +266,9 @@ func (d *decoder) network(b *hclsyntax.Block) map[string]bool {
 		}
 	}
 	ports := map[string]bool{}
+	var mappings []structs.PortMapping
 	first := map[string]int{}
+	statics := map[int]int{}
 	for _, pb := range c.blocks["port"] {
 		label := pb.Labels[0]
 		if line, dup := first[label]; dup {
@@ -275,13 +278,22 @@ func (d *decoder) network(b *hclsyntax.Block) map[string]bool {
 		first[label] = pb.TypeRange.Start.Line
 		ports[label] = true
 		pc := d.content(pb.Body, portSchema)
-		var n int
-		d.integer(pc.attrs["static"], 1, 65535, &n)
-		d.integer(pc.attrs["to"], -1, 65535, &n)
+		m := structs.PortMapping{Label: label}
+		if a := pc.attrs["static"]; a != nil && d.integer(a, 1, 65535, &m.Static) {
+			if line, dup := statics[m.Static]; dup {
+				d.errorf(a.Expr.Range(), "static port %d is also published by the port at line %d", m.Static, line)
+			}
+			statics[m.Static] = pb.TypeRange.Start.Line
+		}
+		var to int
+		if d.integer(pc.attrs["to"], -1, 65535, &to) && to > 0 {
+			m.To = to // -1 and 0 mean Nomad's "same as the host port"
+		}
 		var s string
 		d.str(pc.attrs["host_network"], &s)
+		mappings = append(mappings, m)
 	}
-	return ports
+	return ports, mappings
 }
 
 var taskSchema = &schema{

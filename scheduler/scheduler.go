@@ -273,7 +273,7 @@ func placeGroup(ctx *evalCtx, stk *stack, plan *structs.Plan, eval *structs.Eval
 		m := &ctx.metrics
 		a := &structs.Allocation{
 			ID: opts.NewID(), Namespace: job.Namespace, NodeID: ctx.nodes[o.idx].ID, JobID: job.ID, Group: tg.Name,
-			Tasks: tg.Tasks, DesiredStatus: structs.AllocDesiredRun, ClientStatus: structs.AllocPending,
+			Tasks: tg.Tasks, Ports: tg.Ports, DesiredStatus: structs.AllocDesiredRun, ClientStatus: structs.AllocPending,
 			Name: p.name, EvalID: eval.ID, JobVersion: job.Version, Resources: stk.ask,
 			// Successful placements keep the counts only: per-reason maps
 			// for every allocation would dominate the scheduler's cost.

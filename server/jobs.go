@@ -120,6 +120,9 @@ func (s *Server) normalizeJob(r *http.Request, req *structs.JobRegisterRequest, 
 		if err := structs.ValidateEndpointLabels(g.Labels); err != nil {
 			return nil, badRequest("group %q labels: %v", g.Name, err)
 		}
+		if err := structs.ValidatePorts(g.Ports); err != nil {
+			return nil, badRequest("group %q network: %v", g.Name, err)
+		}
 		if len(g.Tasks) == 0 {
 			return nil, badRequest("group %q has no tasks", g.Name)
 		}

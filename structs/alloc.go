@@ -58,6 +58,10 @@ type Allocation struct {
 	// Quarantined allocations get no network traffic in or out, whatever
 	// the policies say (`hive alloc quarantine`).
 	Quarantined bool
+	// Ports are the group's ports to publish; Published what the worker
+	// published them at (reported with the address).
+	Ports     []PortMapping
+	Published []PublishedPort
 
 	// Scheduler fields. Name is "<job>.<group>[<index>]"; the index is what
 	// rolling updates and rescheduling keep stable.

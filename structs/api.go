@@ -208,6 +208,8 @@ type AllocUpdate struct {
 	// Address is the allocation's IP in its node's subnet, once its
 	// network is set up (empty: unchanged).
 	Address string `json:"address,omitempty"`
+	// Published are the allocation's published ports (nil: unchanged).
+	Published []PublishedPort `json:"published,omitempty"`
 }
 
 // AllocUpdateRequest carries a worker's reports in one write.

@@ -79,7 +79,9 @@ type TaskGroup struct {
 	Meta  map[string]string
 	// Labels are what network policies select the group's allocations
 	// by, with the job's labels (the group's win) and LabelJob/LabelGroup.
-	Labels      map[string]string
+	Labels map[string]string
+	// Ports are published on the worker's address (network block).
+	Ports       []PortMapping
 	Constraints []*Constraint
 	Affinities  []*Affinity
 	Spreads     []*Spread
@@ -329,4 +331,43 @@ func (j *Job) EndpointLabels(g *TaskGroup) map[string]string {
 	out[LabelJob] = j.ID
 	out[LabelGroup] = g.Name
 	return out
+}
+
+// PortMapping is a port of a group's network block: published on the
+// worker's address at Static, or at a port the worker picks when Static is
+// 0, and forwarded (TCP and UDP) to To in the allocation (To 0: the same
+// number as the host port).
+type PortMapping struct {
+	Label  string
+	Static int `json:",omitempty"`
+	To     int `json:",omitempty"`
+}
+
+// PublishedPort is a port a worker published for an allocation.
+type PublishedPort struct {
+	Label    string `json:"label"`
+	HostPort int    `json:"host_port"`
+	To       int    `json:"to"`
+}
+
+// ValidatePorts checks a group's ports: labels present and unique, static
+// and target ports within 0-65535, no static port twice.
+func ValidatePorts(ports []PortMapping) error {
+	labels, statics := map[string]bool{}, map[int]bool{}
+	for i, p := range ports {
+		switch {
+		case p.Label == "" || len(p.Label) > 63:
+			return fmt.Errorf("port %d: a label of 1-63 characters is required", i)
+		case labels[p.Label]:
+			return fmt.Errorf("port %q is given twice", p.Label)
+		case p.Static < 0 || p.Static > 65535:
+			return fmt.Errorf("port %q: static %d is out of range 1-65535", p.Label, p.Static)
+		case p.To < 0 || p.To > 65535:
+			return fmt.Errorf("port %q: to %d is out of range 1-65535", p.Label, p.To)
+		case p.Static != 0 && statics[p.Static]:
+			return fmt.Errorf("port %q: static port %d is published twice", p.Label, p.Static)
+		}
+		labels[p.Label], statics[p.Static] = true, p.Static != 0
+	}
+	return nil
 }

@@ -294,6 +294,9 @@ func printAllocStatus(w io.Writer, a *structs.Allocation) error {
 	t.row("Status", orDash(a.ClientStatus))
 	t.row("Description", orDash(a.ClientDescription))
 	t.row("Address", orDash(a.Address))
+	for _, p := range a.Published {
+		t.row("Port "+p.Label, fmt.Sprintf("node port %d -> %d (TCP and UDP)", p.HostPort, p.To))
+	}
 	if a.Quarantined {
 		t.row("Quarantined", "yes: no traffic in or out (`hive alloc unquarantine` releases it)")
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"syscall"
 
@@ -33,6 +34,8 @@ type Applier struct {
 	guard         *Guard
 
 	mu       sync.Mutex
+	node     netip.Addr
+	ports    []PortForward
 	counters map[string]countSource // of the table last applied
 	banked   []Counter              // counts of the tables replaced so far
 	// last is the plan in the kernel and lastKey its structure, for
@@ -140,6 +143,7 @@ func (a *Applier) Apply(r *policy.Ruleset) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	p := plan(r, a.guard)
+	p.node, p.ports = a.node, a.ports
 	key := p.structureKey()
 	if a.last != nil && key == a.lastKey {
 		ok, err := a.applyElements(a.last, p)

@@ -64,6 +64,9 @@ type planned struct {
 	elements int
 	guard    *Guard
 	vethSrc  *setSpec
+	// node and ports are the published ports (see ports.go).
+	node  netip.Addr
+	ports []PortForward
 	// counters are the counter objects to create, by name.
 	counters     map[string]countSource
 	counterOrder []string
@@ -345,7 +348,7 @@ func (p *planned) structureKey() string {
 	for _, n := range p.counterOrder {
 		fmt.Fprintf(&b, "counter %s %+v\n", n, p.counters[n])
 	}
-	rules := p.forwardRules()
+	rules := append(p.forwardRules(), p.natRules()...)
 	for _, d := range []*dirPlan{&p.egress, &p.ingress} {
 		for _, g := range d.groups {
 			fmt.Fprintf(&b, "group %s %s %v\n", g.acc, g.drop, g.policies)

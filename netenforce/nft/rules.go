@@ -113,6 +113,7 @@ func (p *planned) writeStructure(c *nftables.Conn) error {
 	for _, name := range p.counterOrder {
 		c.AddObj(&nftables.CounterObj{Table: t, Name: name})
 	}
+	p.writeNAT(c, t)
 	p.writeDropChain(c, t, chainQuarantine)
 	for _, d := range []*dirPlan{&p.egress, &p.ingress} {
 		p.writeCounting(c, t, d)
