@@ -21,6 +21,7 @@ const maxDeniedPerFlush = 100
 
 type deniedKey struct {
 	dir, policies string
+	audit         bool
 	flow          nflog.Flow
 }
 
@@ -77,7 +78,7 @@ func (d *dataplane) runDenyLog(ctx context.Context) {
 				if !ok {
 					continue
 				}
-				k := deniedKey{dir: src.Direction, policies: strings.Join(src.Policies, ","), flow: f}
+				k := deniedKey{dir: src.Direction, policies: strings.Join(src.Policies, ","), audit: src.Audit, flow: f}
 				if _, have := seen[k]; have || len(seen) < maxDeniedPerFlush {
 					seen[k]++
 				}
@@ -99,9 +100,13 @@ func (d *dataplane) reportDenied(seen map[deniedKey]int) {
 	out := make([]structs.DeniedFlow, 0, len(seen))
 	for k, n := range seen {
 		f := structs.DeniedFlow{Direction: k.dir, Policies: strings.Split(k.policies, ","), Src: k.flow.Src.String(), Dst: k.flow.Dst.String(),
-			Protocol: k.flow.Protocol, Port: k.flow.Port, Packets: n}
+			Protocol: k.flow.Protocol, Port: k.flow.Port, Packets: n, Audit: k.audit}
 		out = append(out, f)
-		d.log.Warn("network policy denied a flow", "src", f.Src, "dst", f.Dst, "protocol", f.Protocol, "port", f.Port,
+		msg := "network policy denied a flow"
+		if f.Audit {
+			msg = "audit-mode network policy would deny a flow (it passed)"
+		}
+		d.log.Warn(msg, "src", f.Src, "dst", f.Dst, "protocol", f.Protocol, "port", f.Port,
 			"direction", f.Direction, "policies", f.Policies, "packets", n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Src+out[i].Dst < out[j].Src+out[j].Dst })

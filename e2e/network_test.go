@@ -314,6 +314,13 @@ func TestNetwork(t *testing.T) {
   }
 }`, testClusterCIDR, w2subnet)},
 	}
+	// An audit-mode policy: nothing is denied (the oracle ignores audit
+	// policies too), but what it would deny is logged and counted.
+	cases = append(cases, struct{ name, hcl string }{"audit-only deny all ingress in y", `network_policy "audit-y" {
+  namespace    = "y"
+  policy_types = ["Ingress"]
+  audit        = true
+}`})
 	for i, tc := range cases {
 		f := writeFile(t, dir, fmt.Sprintf("netpol-%d.hcl", i), tc.hcl)
 		c.MustCLI("apply", "-f", f)
@@ -328,8 +335,11 @@ func TestNetwork(t *testing.T) {
 			return policy.Allowed(policy.Flow{Src: p.src.addr, Dst: p.dst.addr, Protocol: p.proto, Port: p.port}, eps, pols, nil)
 		}
 		expectTruthTable(t, ordered, tc.name, oracle)
-		if i == 0 {
-			checkDenyTelemetry(t, c, "x/deny-all")
+		switch {
+		case i == 0:
+			checkDenyTelemetry(t, c, "x/deny-all", "drop", "netpol-denied")
+		case pols[0].Audit:
+			checkDenyTelemetry(t, c, "y/audit-y", "audit", "netpol-audit")
 		}
 		c.MustCLI("netpol", "delete", pols[0].Namespace+"/"+pols[0].Name)
 	}
@@ -554,9 +564,9 @@ func checkPublishedPort(t *testing.T, c *Cluster, dir string, w1 *Host) {
 	t.Logf("published port: %s reaches %s:80 (allocation %s)", target, a.Address, a.ID)
 }
 
-// checkDenyTelemetry waits until the denials of policy show as drops in
-// hive_netpol_packets_total on /v1/metrics and as netpol-denied events.
-func checkDenyTelemetry(t *testing.T, c *Cluster, policy string) {
+// checkDenyTelemetry waits until the denials of policy show with verdict
+// in hive_netpol_packets_total on /v1/metrics and as events of eventType.
+func checkDenyTelemetry(t *testing.T, c *Cluster, policy, verdict, eventType string) {
 	t.Helper()
 	pool := x509.NewCertPool()
 	ca, err := os.ReadFile(c.CACert)
@@ -564,7 +574,7 @@ func checkDenyTelemetry(t *testing.T, c *Cluster, policy string) {
 		t.Fatalf("CA %s: %v", c.CACert, err)
 	}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	series := fmt.Sprintf(`policy=%q,verdict="drop"`, policy)
+	series := fmt.Sprintf(`policy=%q,verdict=%q`, policy, verdict)
 	c.WaitFor(30*time.Second, "drops of "+policy+" on /v1/metrics", func() error {
 		req, err := http.NewRequest(http.MethodGet, c.Host(0).URL()+"/v1/metrics", nil)
 		if err != nil {
@@ -592,23 +602,23 @@ func checkDenyTelemetry(t *testing.T, c *Cluster, policy string) {
 			}
 		}
 		if total == 0 {
-			return fmt.Errorf("no drops counted for %s yet", policy)
+			return fmt.Errorf("no %s verdicts counted for %s yet", verdict, policy)
 		}
-		t.Logf("/v1/metrics: %v new flows dropped by %s across the workers", total, policy)
+		t.Logf("/v1/metrics: %v new flows with verdict %s by %s across the workers", total, verdict, policy)
 		return nil
 	})
-	c.WaitFor(30*time.Second, "netpol-denied events naming "+policy, func() error {
+	c.WaitFor(30*time.Second, eventType+" events naming "+policy, func() error {
 		var events []structs.Event
 		if err := c.CLIJSON(&events, "event", "ls"); err != nil {
 			return err
 		}
 		for _, e := range events {
-			if e.Type == "netpol-denied" && strings.Contains(e.Meta["policies"], policy) {
+			if e.Type == eventType && strings.Contains(e.Meta["policies"], policy) {
 				t.Logf("event: %s", e.Message)
 				return nil
 			}
 		}
-		return fmt.Errorf("no netpol-denied event for %s among %d events", policy, len(events))
+		return fmt.Errorf("no %s event for %s among %d events", eventType, policy, len(events))
 	})
 }
 

@@ -37,8 +37,12 @@ const (
 	maxDeniedEvents = 20
 )
 
-// EventNetpolDenied is the event type of a flow network policy denied.
-const EventNetpolDenied = "netpol-denied"
+// EventNetpolDenied is the event type of a flow network policy denied,
+// EventNetpolAudit of one only audit-mode policies would have denied.
+const (
+	EventNetpolDenied = "netpol-denied"
+	EventNetpolAudit  = "netpol-audit"
+)
 
 // handleNodeDenied records the flows a worker's policy denied as events.
 // The worker has already folded repeats and the kernel rate-limited the
@@ -64,8 +68,12 @@ func (s *Server) handleNodeDenied(_ http.ResponseWriter, r *http.Request, c *cal
 			extraPackets += f.Packets
 			continue
 		}
-		ev := structs.Event{Time: now, Type: EventNetpolDenied, Subject: "node:" + c.nodeID,
-			Message: fmt.Sprintf("%s denied %s -> %s %s (%d packets)", strings.Join(f.Policies, ", "), f.Src, deniedDst(f), protoName(f.Protocol), f.Packets),
+		typ, verb := EventNetpolDenied, "denied"
+		if f.Audit {
+			typ, verb = EventNetpolAudit, "would deny (audit mode, passed)"
+		}
+		ev := structs.Event{Time: now, Type: typ, Subject: "node:" + c.nodeID,
+			Message: fmt.Sprintf("%s %s %s -> %s %s (%d packets)", strings.Join(f.Policies, ", "), verb, f.Src, deniedDst(f), protoName(f.Protocol), f.Packets),
 			Meta: map[string]string{"node": c.nodeID, "src": f.Src, "dst": f.Dst, "protocol": protoName(f.Protocol),
 				"port": strconv.Itoa(int(f.Port)), "direction": f.Direction, "policies": strings.Join(f.Policies, ","),
 				"packets": strconv.Itoa(f.Packets)}}

@@ -66,6 +66,8 @@ type DeniedFlow struct {
 	Protocol  uint8    `json:"protocol"`
 	Port      uint16   `json:"port,omitempty"`
 	Packets   int      `json:"packets"`
+	// Audit: only audit-mode policies would deny the flow; it passed.
+	Audit bool `json:"audit,omitempty"`
 }
 
 // DeniedFlowReport is what a worker sends to POST /v1/node/denied-flows.

@@ -35,6 +35,8 @@ const (
 	VerdictAccept = "accept"
 	VerdictDrop   = "drop"
 	VerdictPass   = "pass"
+	// VerdictAudit counts flows audit policies would deny (they pass).
+	VerdictAudit = "audit"
 )
 
 // Counter is the packets one policy's rules accepted or dropped in one
@@ -96,6 +98,10 @@ func (p *planned) planCounting(dp *dirPlan, short string, d *policy.Direction) {
 			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: dp.groups[g].drop}})
 	}
 	for _, g := range dp.groups {
+		if dp.isAudit() {
+			p.addCounter(g.drop, VerdictAudit, dp.dir(), g.policies)
+			continue
+		}
 		p.addCounter(g.acc, VerdictAccept, dp.name, g.policies)
 		p.addCounter(g.drop, VerdictDrop, dp.name, g.policies)
 	}
@@ -126,6 +132,8 @@ const (
 type DropSource struct {
 	Direction string
 	Policies  []string
+	// Audit: the flow was only logged, by audit policies; it passed.
+	Audit bool
 }
 
 // writeDropChain adds a chain that logs a rate-limited sample of what it
@@ -133,18 +141,29 @@ type DropSource struct {
 // and drops it. Rate-limited logging is its own rule: over the rate, the
 // limit ends that rule and the packet goes on to be counted and dropped.
 func (p *planned) writeDropChain(c *nftables.Conn, t *nftables.Table, name string) {
+	p.writeLogChain(c, t, name, expr.VerdictDrop)
+}
+
+// writeLogChain is writeDropChain with another final verdict: audit
+// chains log and count, then return.
+func (p *planned) writeLogChain(c *nftables.Conn, t *nftables.Table, name string, v expr.VerdictKind) {
 	ch := c.AddChain(&nftables.Chain{Name: name, Table: t})
 	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: rule{
 		&expr.Limit{Type: expr.LimitTypePkts, Rate: LogRate, Unit: expr.LimitTimeSecond, Burst: LogBurst},
 		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: LogGroup, Data: []byte(name)},
 	}})
-	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: rule{}.countedBy(name, expr.VerdictDrop, "")})
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: rule{}.countedBy(name, v, "")})
 }
 
 // writeCounting adds the group chains of a direction.
 func (p *planned) writeCounting(c *nftables.Conn, t *nftables.Table, dp *dirPlan) {
 	for _, g := range dp.groups {
 		acc := c.AddChain(&nftables.Chain{Name: g.acc, Table: t})
+		if dp.isAudit() {
+			c.AddRule(&nftables.Rule{Table: t, Chain: acc, Exprs: rule{}.verdict(expr.VerdictReturn, "")})
+			p.writeLogChain(c, t, g.drop, expr.VerdictReturn)
+			continue
+		}
 		c.AddRule(&nftables.Rule{Table: t, Chain: acc, Exprs: rule{}.countedBy(g.acc, expr.VerdictReturn, "")})
 		p.writeDropChain(c, t, g.drop)
 	}
@@ -156,10 +175,10 @@ func (a *Applier) DropSource(prefix string) (DropSource, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s, ok := a.counters[prefix]
-	if !ok || s.verdict != VerdictDrop {
+	if !ok || s.verdict != VerdictDrop && s.verdict != VerdictAudit {
 		return DropSource{}, false
 	}
-	return DropSource{Direction: s.dir, Policies: s.policies}, true
+	return DropSource{Direction: s.dir, Policies: s.policies, Audit: s.verdict == VerdictAudit}, true
 }
 
 // Counters returns the verdict counts since the Applier was made, one

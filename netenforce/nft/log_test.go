@@ -99,3 +99,80 @@ func TestDeniedFlowsAreLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditPolicyLogsButPasses applies an audit-mode policy that would
+// isolate b: connects to b still succeed, and each is logged and counted
+// as an audit verdict under that policy.
+func TestAuditPolicyLogsButPasses(t *testing.T) {
+	requirePrereqs(t)
+	eps := []policy.Endpoint{ep("a", "x", "a", "198.19.0.10"), ep("b", "x", "b", "198.19.0.11")}
+	ips := []netip.Addr{eps[0].IP, eps[1].IP}
+	tp := newTopology(t, ips)
+	tp.listen(t)
+	a := New(WithNetNS(int(tp.node.h)))
+	t.Cleanup(func() { _ = a.Delete() })
+	r, err := nflog.Open(LogGroup, int(tp.node.h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pols := []structs.NetworkPolicy{{Namespace: "x", Name: "would-isolate-b", PolicyTypes: []string{"Ingress"}, Audit: true,
+		Selector: structs.LabelSelector{MatchLabels: map[string]string{"app": "b"}}}}
+	rs, err := policy.Compile(eps, pols, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.Audit == nil {
+		t.Fatal("no audit view compiled")
+	}
+	if err := a.Apply(rs); err != nil {
+		t.Fatal(err)
+	}
+	c, err := tp.dial(0, netip.AddrPortFrom(ips[1], 8080))
+	if err != nil {
+		t.Fatalf("a -> b refused under an audit-only policy: %v", err)
+	}
+	if err := echo(c, "x"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	got := make(chan DropSource, 1)
+	go func() {
+		for {
+			ps, err := r.Read()
+			if err != nil {
+				return
+			}
+			for _, p := range ps {
+				if src, ok := a.DropSource(p.Prefix); ok {
+					got <- src
+					return
+				}
+			}
+		}
+	}()
+	select {
+	case src := <-got:
+		if !src.Audit || src.Direction != "ingress" || len(src.Policies) != 1 || src.Policies[0] != "x/would-isolate-b" {
+			t.Fatalf("logged %+v", src)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no audit log entry within 5s")
+	}
+	cs, err := a.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audited uint64
+	for _, c := range cs {
+		if c.Policy == "x/would-isolate-b" && c.Verdict == VerdictAudit {
+			audited = c.Packets
+		}
+		if c.Verdict == VerdictDrop && c.Packets > 0 {
+			t.Errorf("a drop was counted under an audit-only policy: %+v", c)
+		}
+	}
+	if audited == 0 {
+		t.Fatalf("no audit verdict counted: %+v", cs)
+	}
+}

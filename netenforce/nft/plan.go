@@ -64,6 +64,9 @@ type planned struct {
 	elements int
 	guard    *Guard
 	vethSrc  *setSpec
+	// auditEgress and auditIngress evaluate the audit view (nil without
+	// audit policies).
+	auditEgress, auditIngress *dirPlan
 	// node and ports are the published ports (see ports.go).
 	node  netip.Addr
 	ports []PortForward
@@ -165,6 +168,13 @@ func plan(r *policy.Ruleset, g *Guard) *planned {
 	}
 	p.egress = p.planDirection("egress", "out", true, &r.Egress, r.AdminEgress)
 	p.ingress = p.planDirection("ingress", "in", false, &r.Ingress, r.AdminIngress)
+	if r.Audit != nil {
+		// The namespace policies with audit policies enforced, evaluated
+		// first and never dropping: what they would deny is logged.
+		eg := p.planDirection("audit_egress", "aout", true, &r.Audit.Egress, nil)
+		in := p.planDirection("audit_ingress", "ain", false, &r.Audit.Ingress, nil)
+		p.auditEgress, p.auditIngress = &eg, &in
+	}
 	for _, s := range p.sets {
 		p.elements += len(s.elems)
 	}
@@ -335,6 +345,21 @@ func (p *planned) structureBytes() int {
 		(len(p.egress.groups)+len(p.ingress.groups))*2*512
 }
 
+// directions are the enforcing directions, then the audit ones if any.
+func (p *planned) directions() []*dirPlan {
+	out := []*dirPlan{&p.egress, &p.ingress}
+	if p.auditEgress != nil {
+		out = append(out, p.auditEgress, p.auditIngress)
+	}
+	return out
+}
+
+// isAudit reports whether d is an audit direction.
+func (d *dirPlan) isAudit() bool { return strings.HasPrefix(d.name, "audit_") }
+
+// dir is the direction's name in counters and logs: egress or ingress.
+func (d *dirPlan) dir() string { return strings.TrimPrefix(d.name, "audit_") }
+
 // structureKey describes everything of the plan but set elements: sets,
 // counter objects, counting groups, and every rule as it would be written
 // (set references by name). Two plans with the same key differ only in
@@ -349,7 +374,7 @@ func (p *planned) structureKey() string {
 		fmt.Fprintf(&b, "counter %s %+v\n", n, p.counters[n])
 	}
 	rules := append(p.forwardRules(), p.natRules()...)
-	for _, d := range []*dirPlan{&p.egress, &p.ingress} {
+	for _, d := range p.directions() {
 		for _, g := range d.groups {
 			fmt.Fprintf(&b, "group %s %s %v\n", g.acc, g.drop, g.policies)
 		}
@@ -368,7 +393,10 @@ func (p *planned) structureKey() string {
 // structureMessages counts the netlink messages of the table, sets,
 // counter objects, chains and rules (an upper bound for the rules).
 func (p *planned) structureMessages() int {
-	groups := len(p.egress.groups) + len(p.ingress.groups)
+	groups := 0
+	for _, d := range p.directions() {
+		groups += len(d.groups)
+	}
 	admin := len(p.egress.admin) + len(p.ingress.admin)
 	return 64 + len(p.sets) + len(p.counters) + 2*groups*3 + admin*16
 }

@@ -99,8 +99,10 @@ func (p *planned) writeStructure(c *nftables.Conn) error {
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept,
 	})
 	chains := map[string]*nftables.Chain{}
-	for _, n := range []string{"egress", "egress_ns", "ingress", "ingress_ns"} {
-		chains[n] = c.AddChain(&nftables.Chain{Name: n, Table: t})
+	for _, d := range p.directions() {
+		for _, n := range []string{d.name, d.name + "_ns"} {
+			chains[n] = c.AddChain(&nftables.Chain{Name: n, Table: t})
+		}
 	}
 	for _, s := range p.sets {
 		if err := c.AddSet(s.set, nil); err != nil {
@@ -115,7 +117,7 @@ func (p *planned) writeStructure(c *nftables.Conn) error {
 	}
 	p.writeNAT(c, t)
 	p.writeDropChain(c, t, chainQuarantine)
-	for _, d := range []*dirPlan{&p.egress, &p.ingress} {
+	for _, d := range p.directions() {
 		p.writeCounting(c, t, d)
 		for i, a := range d.admin {
 			if a.subj != nil && a.rule.Action == structs.AdminActionDeny {
@@ -126,7 +128,7 @@ func (p *planned) writeStructure(c *nftables.Conn) error {
 	for _, r := range p.forwardRules() {
 		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: r})
 	}
-	for _, d := range []*dirPlan{&p.egress, &p.ingress} {
+	for _, d := range p.directions() {
 		for _, r := range p.adminRules(d) {
 			c.AddRule(&nftables.Rule{Table: t, Chain: chains[d.name], Exprs: r})
 		}
@@ -155,10 +157,18 @@ func (p *planned) forwardRules() []rule {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg(rTmp), Data: []byte{0, 0, 0, 0}},
 		&expr.Verdict{Kind: expr.VerdictAccept},
 	})
-	for _, d := range []struct {
+	jumps := []struct {
 		src   bool
 		chain string
-	}{{true, "egress"}, {false, "ingress"}} {
+	}{{true, "egress"}, {false, "ingress"}}
+	if p.auditEgress != nil {
+		// The audit view first: it only logs and returns.
+		jumps = append([]struct {
+			src   bool
+			chain string
+		}{{true, p.auditEgress.name}, {false, p.auditIngress.name}}, jumps...)
+	}
+	for _, d := range jumps {
 		for fi, f := range families {
 			out = append(out, rule{}.nfproto(f).addr(f, d.src, rAddr).in(p.ep[fi].set, rAddr).verdict(expr.VerdictJump, d.chain))
 		}
@@ -270,6 +280,9 @@ func (p *planned) namespaceRules(d *dirPlan) []rule {
 	// drop anyway should the map miss.
 	for fi := range families {
 		out = append(out, p.subject(d, fi).vmap(d.dropMap.set, rSubj))
+	}
+	if d.isAudit() {
+		return append(out, rule{}.verdict(expr.VerdictReturn, ""))
 	}
 	return append(out, rule{}.verdict(expr.VerdictDrop, ""))
 }
