@@ -100,40 +100,23 @@ func (d *dataplane) broadcast() {
 
 // run follows the managers' view of the dataplane and applies it.
 func (d *dataplane) run(ctx context.Context) {
-	var index uint64
-	backoff := 500 * time.Millisecond
 	results := make(chan *structs.NodeNetwork)
 	go func() {
 		defer close(results)
-		for ctx.Err() == nil {
-			var nn *structs.NodeNetwork
+		var nn *structs.NodeNetwork
+		d.a.longPoll(ctx, d.log, "network", networkPollWait, func(c *api.Client, q *api.QueryOptions) (*api.QueryMeta, error) {
 			var meta *api.QueryMeta
-			err := d.a.withManagerCtx(ctx, func(c *api.Client) error {
-				var err error
-				nn, meta, err = c.NodeAgent().Network(ctx, &api.QueryOptions{WaitIndex: index, WaitTime: networkPollWait})
-				return err
-			})
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				d.log.Warn("watch network failed; retrying", "error", err, "in", backoff)
-				sleepCtx(ctx, jitter(backoff))
-				backoff = min(2*backoff, 15*time.Second)
-				continue
-			}
-			backoff = 500 * time.Millisecond
-			if meta.LastIndex < index {
-				index = 0
-			} else {
-				index = meta.LastIndex
-			}
+			var err error
+			nn, meta, err = c.NodeAgent().Network(ctx, q)
+			return meta, err
+		}, func() bool {
 			select {
 			case results <- nn:
+				return true
 			case <-ctx.Done():
-				return
+				return false
 			}
-		}
+		})
 	}()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()

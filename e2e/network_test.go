@@ -83,12 +83,14 @@ func inNetns(ns netns.NsHandle, f func() error) error {
 	return ferr
 }
 
-func netpolJob(ns, pod, nodeID string) string {
+// pinnedJob is a one-allocation sleep job in namespace ns, placed on node
+// nodeID, with groupExtra (labels, a network block) in its group.
+func pinnedJob(name, ns, nodeID, groupExtra string) string {
 	return fmt.Sprintf(`job %q {
   namespace = %q
   labels = { tier = "test" }
   group "g" {
-    labels = { pod = %q }
+%s
     constraint {
       attribute = "${node.unique.id}"
       value     = %q
@@ -107,7 +109,11 @@ func netpolJob(ns, pod, nodeID string) string {
     }
   }
 }
-`, pod, ns, pod, nodeID)
+`, name, ns, groupExtra, nodeID)
+}
+
+func netpolJob(ns, pod, nodeID string) string {
+	return pinnedJob(pod, ns, nodeID, fmt.Sprintf("    labels = { pod = %q }", pod))
 }
 
 func writeFile(t *testing.T, dir, name, body string) string {
@@ -488,32 +494,11 @@ func TestNetwork(t *testing.T) {
 // the hosts' bridge) at w1's address and the port the worker picked.
 func checkPublishedPort(t *testing.T, c *Cluster, dir string, w1 *Host) {
 	t.Helper()
-	f := writeFile(t, dir, "published.hcl", fmt.Sprintf(`job "published" {
-  group "g" {
-    network {
+	f := writeFile(t, dir, "published.hcl", pinnedJob("published", "default", w1.NodeID(), `    network {
       port "http" {
         to = 80
       }
-    }
-    constraint {
-      attribute = "${node.unique.id}"
-      value     = %q
-    }
-    task "main" {
-      driver = "containerd"
-      config {
-        image   = "docker.io/hive/busybox:test"
-        command = "sleep"
-        args    = ["3600"]
-      }
-      resources {
-        cpu    = 50
-        memory = 32
-      }
-    }
-  }
-}
-`, w1.NodeID()))
+    }`))
 	c.MustCLI("job", "run", "--detach", f)
 	api := jobAPI(t, c)
 	var a *structs.Allocation

@@ -16,17 +16,7 @@ import (
 // the admin policy, quarantine drops on "quarantine"; a policy that
 // selects nothing counts nothing.
 func TestCountersAttributeVerdicts(t *testing.T) {
-	requirePrereqs(t)
-	eps := []policy.Endpoint{
-		ep("a", "x", "a", "198.19.0.10"),
-		ep("b", "x", "b", "198.19.0.11"),
-		ep("c", "y", "c", "198.19.0.12"),
-	}
-	ips := []netip.Addr{eps[0].IP, eps[1].IP, eps[2].IP}
-	tp := newTopology(t, ips)
-	tp.listen(t)
-	a := New(WithNetNS(int(tp.node.h)))
-	t.Cleanup(func() { _ = a.Delete() })
+	eps, ips, tp, a := applierWorld(t, 3)
 
 	isolateB := structs.NetworkPolicy{Namespace: "x", Name: "isolate-b",
 		Selector: structs.LabelSelector{MatchLabels: map[string]string{"app": "b"}}, PolicyTypes: []string{"Ingress"}}
@@ -114,17 +104,7 @@ func TestCountersAttributeVerdicts(t *testing.T) {
 // keeps the table (and its counters); the kernel's sets then hold exactly
 // what a full sync would have written, and verdicts follow.
 func TestElementSync(t *testing.T) {
-	requirePrereqs(t)
-	eps := []policy.Endpoint{
-		ep("a", "x", "a", "198.19.0.10"),
-		ep("b", "x", "b", "198.19.0.11"),
-		ep("c", "y", "c", "198.19.0.12"),
-	}
-	ips := []netip.Addr{eps[0].IP, eps[1].IP, eps[2].IP}
-	tp := newTopology(t, ips)
-	tp.listen(t)
-	a := New(WithNetNS(int(tp.node.h)))
-	t.Cleanup(func() { _ = a.Delete() })
+	eps, ips, tp, a := applierWorld(t, 3)
 	pols := []structs.NetworkPolicy{{Namespace: "x", Name: "isolate-b", PolicyTypes: []string{"Ingress"},
 		Selector: structs.LabelSelector{MatchLabels: map[string]string{"app": "b"}}}, allowFrom("x", "b", "a", 8080)}
 	apply := func(eps []policy.Endpoint) *planned {
@@ -211,4 +191,27 @@ func TestElementSync(t *testing.T) {
 	if connect(1, 8080) {
 		t.Fatal("b reachable after its allow was removed")
 	}
+}
+
+// applierWorld is the fixture of the traffic tests: endpoints a and b in
+// namespace x and c in y (the first n of them) behind a node namespace,
+// each listening on the probe ports, and an Applier for the node that is
+// removed at the end.
+func applierWorld(t *testing.T, n int) ([]policy.Endpoint, []netip.Addr, *topology, *Applier) {
+	t.Helper()
+	requirePrereqs(t)
+	eps := []policy.Endpoint{
+		ep("a", "x", "a", "198.19.0.10"),
+		ep("b", "x", "b", "198.19.0.11"),
+		ep("c", "y", "c", "198.19.0.12"),
+	}[:n]
+	ips := make([]netip.Addr, n)
+	for i := range eps {
+		ips[i] = eps[i].IP
+	}
+	tp := newTopology(t, ips)
+	tp.listen(t)
+	a := New(WithNetNS(int(tp.node.h)))
+	t.Cleanup(func() { _ = a.Delete() })
+	return eps, ips, tp, a
 }

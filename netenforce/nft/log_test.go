@@ -15,17 +15,7 @@ import (
 // denial arrives with the dropping chain as prefix, which DropSource maps
 // back to the policy, and with the flow's addresses and port.
 func TestDeniedFlowsAreLogged(t *testing.T) {
-	requirePrereqs(t)
-	eps := []policy.Endpoint{
-		ep("a", "x", "a", "198.19.0.10"),
-		ep("b", "x", "b", "198.19.0.11"),
-		ep("c", "y", "c", "198.19.0.12"),
-	}
-	ips := []netip.Addr{eps[0].IP, eps[1].IP, eps[2].IP}
-	tp := newTopology(t, ips)
-	tp.listen(t)
-	a := New(WithNetNS(int(tp.node.h)))
-	t.Cleanup(func() { _ = a.Delete() })
+	eps, ips, tp, a := applierWorld(t, 3)
 	r, err := nflog.Open(LogGroup, int(tp.node.h))
 	if err != nil {
 		t.Fatalf("open nflog: %v", err)
@@ -104,13 +94,7 @@ func TestDeniedFlowsAreLogged(t *testing.T) {
 // isolate b: connects to b still succeed, and each is logged and counted
 // as an audit verdict under that policy.
 func TestAuditPolicyLogsButPasses(t *testing.T) {
-	requirePrereqs(t)
-	eps := []policy.Endpoint{ep("a", "x", "a", "198.19.0.10"), ep("b", "x", "b", "198.19.0.11")}
-	ips := []netip.Addr{eps[0].IP, eps[1].IP}
-	tp := newTopology(t, ips)
-	tp.listen(t)
-	a := New(WithNetNS(int(tp.node.h)))
-	t.Cleanup(func() { _ = a.Delete() })
+	eps, ips, tp, a := applierWorld(t, 2)
 	r, err := nflog.Open(LogGroup, int(tp.node.h))
 	if err != nil {
 		t.Fatal(err)

@@ -14,14 +14,8 @@ import (
 // allocation behind it; a policy that isolates that allocation closes the
 // published port too.
 func TestPublishedPorts(t *testing.T) {
-	requirePrereqs(t)
-	eps := []policy.Endpoint{ep("a", "x", "a", "198.19.0.10"), ep("b", "x", "b", "198.19.0.11")}
-	ips := []netip.Addr{eps[0].IP, eps[1].IP}
-	tp := newTopology(t, ips)
-	tp.listen(t)
+	eps, ips, tp, a := applierWorld(t, 2)
 	node := netip.MustParseAddr(gateway)
-	a := New(WithNetNS(int(tp.node.h)))
-	t.Cleanup(func() { _ = a.Delete() })
 	if err := a.SetPorts(node, []PortForward{{HostPort: 9000, Addr: ips[1], To: 8080}}); err != nil {
 		t.Fatal(err)
 	}
