@@ -28,7 +28,7 @@ import (
 // sensitive about it.
 var ACLResources = map[string][]string{
 	"job":            {"read", "list", "create", "update", "delete", "stop"},
-	"alloc":          {"read", "list", "create", "update", "delete", "stop", "quarantine"},
+	"alloc":          {"read", "list", "create", "update", "delete", "stop"},
 	"alloc/logs":     {"read"},
 	"alloc/exec":     {"create"},
 	"node":           {"read", "list", "create", "update", "delete", "drain"},
