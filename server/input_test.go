@@ -161,6 +161,26 @@ func TestBadInputChangesNothing(t *testing.T) {
 		badCase{name: "renew empty body", method: "POST", path: "/v1/node/renew", node: true, status: bad, code: "bad_request"},
 		badCase{name: "renew unknown field", method: "POST", path: "/v1/node/renew", node: true, body: []byte(`{"csr_pem":"x","node_id":"other"}`), status: bad, code: "bad_request"},
 	)
+	flow := func(mod func(*structs.DeniedFlow)) []byte {
+		f := structs.DeniedFlow{Direction: "ingress", Policies: []string{"x/p"}, Src: "198.19.0.2", Dst: "198.19.1.3", Protocol: 6, Port: 80, Packets: 1}
+		mod(&f)
+		return mustJSON(t, structs.DeniedFlowReport{Flows: []structs.DeniedFlow{f}})
+	}
+	for name, mod := range map[string]func(*structs.DeniedFlow){
+		"bad source":     func(f *structs.DeniedFlow) { f.Src = "not-an-ip" },
+		"bad direction":  func(f *structs.DeniedFlow) { f.Direction = "sideways" },
+		"no policies":    func(f *structs.DeniedFlow) { f.Policies = nil },
+		"empty policy":   func(f *structs.DeniedFlow) { f.Policies = []string{""} },
+		"zero packets":   func(f *structs.DeniedFlow) { f.Packets = 0 },
+		"negative count": func(f *structs.DeniedFlow) { f.Packets = -3 },
+	} {
+		cases = append(cases, badCase{name: "denied flow " + name, method: "POST", path: "/v1/node/denied-flows", node: true, body: flow(mod), status: bad, code: "bad_request"})
+	}
+	cases = append(cases,
+		badCase{name: "denied flows empty", method: "POST", path: "/v1/node/denied-flows", node: true, body: []byte(`{"flows":[]}`), status: bad, code: "bad_request"},
+		badCase{name: "denied flows unknown field", method: "POST", path: "/v1/node/denied-flows", node: true, body: []byte(`{"flows":[],"node":"x"}`), status: bad, code: "bad_request"},
+		badCase{name: "denied flows as a user", method: "POST", path: "/v1/node/denied-flows", authz: admin, body: flow(func(*structs.DeniedFlow) {}), status: http.StatusForbidden, code: "forbidden"},
+	)
 
 	before := stateIndex(s)
 	nsBefore := len(s.fsm.State().Snapshot().Namespaces(nil))
