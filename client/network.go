@@ -212,7 +212,7 @@ func (d *dataplane) up(subnet, cidr netip.Prefix) error {
 		d.mesh = nil
 	}
 	nets, err := allocnet.New(allocnet.Config{Subnet: subnet, MTU: wg.DefaultMTU,
-		StateDir: filepath.Join(d.a.cfg.DataDir, "network"), Logger: d.log})
+		StateDir: filepath.Join(d.a.cfg.DataDir, "network"), NetnsDir: filepath.Join(d.a.cfg.DataDir, "netns"), Logger: d.log})
 	if err != nil {
 		return fmt.Errorf("allocation network: %w", err)
 	}

@@ -8,9 +8,10 @@
 // CIDR route through hive-wg.
 //
 // Everything is created in the network namespace of the calling thread
-// (the agent's), and allocation namespaces are bind-mounted under
-// /var/run/netns as `ip netns add` does, where containerd's OCI spec joins
-// them.
+// (the agent's), and allocation namespaces are bind-mounted as files in
+// Config.NetnsDir (the agent uses <data-dir>/netns), as `ip netns add` does
+// under /var/run/netns; containerd's OCI spec joins them by path, and
+// `nsenter --net=<file>` enters one.
 package allocnet
 
 import (
@@ -39,8 +40,9 @@ const BridgeName = "hive0"
 // DefaultMTU fits inside WireGuard on a 1500-byte underlay.
 const DefaultMTU = 1420
 
-// NetnsDir is where allocation namespaces are bind-mounted.
-const NetnsDir = "/var/run/netns"
+// DefaultNetnsDir is where allocation namespaces are bind-mounted unless
+// Config.NetnsDir says otherwise.
+const DefaultNetnsDir = "/var/run/netns"
 
 // Config configures a Manager.
 type Config struct {
@@ -50,6 +52,10 @@ type Config struct {
 	MTU    int
 	// StateDir holds the address store (ipam.json).
 	StateDir string
+	// NetnsDir holds the allocations' namespace files; default
+	// DefaultNetnsDir. A directory of the agent's own keeps them apart
+	// from other tools' and goes with the agent's data.
+	NetnsDir string
 	Logger   hclog.Logger
 }
 
@@ -81,6 +87,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.StateDir == "" {
 		return nil, errors.New("allocnet: no state dir")
+	}
+	if cfg.NetnsDir == "" {
+		cfg.NetnsDir = DefaultNetnsDir
 	}
 	store, dropped, err := ipam.Open(filepath.Join(cfg.StateDir, "ipam.json"), cfg.Subnet)
 	if err != nil {
@@ -158,7 +167,7 @@ func names(allocID string) (nsName, hostVeth, tmpPeer string) {
 
 func (m *Manager) attachment(allocID string, addr netip.Addr) *Attachment {
 	ns, veth, _ := names(allocID)
-	return &Attachment{AllocID: allocID, NetnsPath: filepath.Join(NetnsDir, ns), Addr: addr, HostVeth: veth}
+	return &Attachment{AllocID: allocID, NetnsPath: filepath.Join(m.cfg.NetnsDir, ns), Addr: addr, HostVeth: veth}
 }
 
 // Setup gives allocID its network, or returns the one it has. A half-made
@@ -221,9 +230,10 @@ func (m *Manager) intact(at *Attachment) bool {
 	return false
 }
 
-// newNamedNetns creates a named namespace without leaving the calling
+// newNetnsAt creates a network namespace bind-mounted at path (as `ip
+// netns add` does under /var/run/netns) without leaving the calling
 // goroutine's thread in it.
-func newNamedNetns(name string) (netns.NsHandle, error) {
+func newNetnsAt(path string) (netns.NsHandle, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -231,7 +241,19 @@ func newNamedNetns(name string) (netns.NsHandle, error) {
 		return -1, err
 	}
 	defer orig.Close()
-	ns, err := netns.NewNamed(name)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return -1, err
+	}
+	f.Close()
+	ns, err := netns.New() // unshares: this thread is now in ns
+	if err == nil {
+		src := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+		if merr := unix.Mount(src, path, "none", unix.MS_BIND, ""); merr != nil {
+			ns.Close()
+			ns, err = -1, fmt.Errorf("bind-mount %s: %w", path, merr)
+		}
+	}
 	if serr := netns.Set(orig); serr != nil {
 		// The thread is in the wrong namespace: never let it run
 		// anything else.
@@ -239,6 +261,7 @@ func newNamedNetns(name string) (netns.NsHandle, error) {
 		return -1, fmt.Errorf("restore the agent's netns: %w", serr)
 	}
 	if err != nil {
+		_ = os.Remove(path)
 		return -1, err
 	}
 	return ns, nil
@@ -246,10 +269,10 @@ func newNamedNetns(name string) (netns.NsHandle, error) {
 
 func (m *Manager) create(at *Attachment) error {
 	nsName, hostVeth, tmpPeer := names(at.AllocID)
-	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
+	if err := os.MkdirAll(m.cfg.NetnsDir, 0o755); err != nil {
 		return err
 	}
-	ns, err := newNamedNetns(nsName)
+	ns, err := newNetnsAt(at.NetnsPath)
 	if err != nil {
 		return fmt.Errorf("create netns %s: %w", nsName, err)
 	}
@@ -339,7 +362,7 @@ func (m *Manager) remove(allocID string) error {
 			}
 		}
 	}
-	p := filepath.Join(NetnsDir, nsName)
+	p := filepath.Join(m.cfg.NetnsDir, nsName)
 	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
 	}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -105,11 +106,12 @@ func TestSetupTrafficRestartTeardown(t *testing.T) {
 	requireRoot(t)
 	host := hostNS(t)
 	dir := t.TempDir()
+	nsDir := filepath.Join(dir, "netns")
 	subnet := netip.MustParsePrefix("198.19.7.0/24")
 	var m *Manager
 	var a1, a2 *Attachment
 	err := inNS(host, func() (err error) {
-		if m, err = New(Config{Subnet: subnet, StateDir: dir}); err != nil {
+		if m, err = New(Config{Subnet: subnet, StateDir: dir, NetnsDir: nsDir}); err != nil {
 			return err
 		}
 		if a1, err = m.Setup("alloc-1"); err != nil {
@@ -124,6 +126,9 @@ func TestSetupTrafficRestartTeardown(t *testing.T) {
 	t.Cleanup(func() {
 		_ = inNS(host, func() error { _ = m.Teardown("alloc-1"); return m.Teardown("alloc-2") })
 	})
+	if filepath.Dir(a1.NetnsPath) != nsDir {
+		t.Fatalf("netns file %s is not in %s", a1.NetnsPath, nsDir)
+	}
 	if a1.Addr.String() != "198.19.7.2" || a2.Addr.String() != "198.19.7.3" {
 		t.Fatalf("addresses %s, %s; want .2 and .3 (.1 is the gateway)", a1.Addr, a2.Addr)
 	}
@@ -176,7 +181,7 @@ func TestSetupTrafficRestartTeardown(t *testing.T) {
 
 	// An agent restart: same addresses, nothing made again.
 	err = inNS(host, func() (err error) {
-		m2, err := New(Config{Subnet: subnet, StateDir: dir})
+		m2, err := New(Config{Subnet: subnet, StateDir: dir, NetnsDir: nsDir})
 		if err != nil {
 			return err
 		}
@@ -252,7 +257,7 @@ func BenchmarkSetupTeardown(b *testing.B) {
 	defer host.Close()
 	dir := b.TempDir()
 	err = inNS(host, func() error {
-		m, err := New(Config{Subnet: netip.MustParsePrefix("198.19.8.0/24"), StateDir: dir})
+		m, err := New(Config{Subnet: netip.MustParsePrefix("198.19.8.0/24"), StateDir: dir, NetnsDir: filepath.Join(dir, "netns")})
 		if err != nil {
 			return err
 		}
