@@ -350,6 +350,17 @@ func TestNetwork(t *testing.T) {
 		c.MustCLI("netpol", "delete", pols[0].Namespace+"/"+pols[0].Name)
 	}
 	expectTruthTable(t, ordered, "policies deleted", all)
+
+	// Namespace isolation: z accepts traffic only from z, through the
+	// policy the managers generate for it.
+	c.MustCLI("namespace", "update", "z", "--isolation")
+	isolated := []structs.NetworkPolicy{structs.NamespaceIsolationPolicy("z")}
+	expectTruthTable(t, ordered, "namespace z isolated", func(p probe) bool {
+		return policy.Allowed(policy.Flow{Src: p.src.addr, Dst: p.dst.addr, Protocol: p.proto, Port: p.port}, eps, isolated, nil)
+	})
+	c.MustCLI("namespace", "update", "z", "--isolation=false")
+	expectTruthTable(t, ordered, "namespace z no longer isolated", all)
+
 	checkPublishedPort(t, c, dir, w1)
 
 	// 3. Invalid policies: a clear error, and nothing stored.
