@@ -1,17 +1,49 @@
 // Package allocnet gives each allocation on a worker its own network
-// namespace and address: a veth pair whose host end stays in the node's
-// namespace, unbridged, with a /32 route to the allocation's address (see
-// netenforce/nft's "Same-node traffic" for why routed, not bridged). The
-// node holds the subnet's gateway (.1) on bridge hive0, which has no ports:
-// it carries the address so the node answers the allocations' ARP for
-// their default route, and routes the subnet locally ahead of the cluster
-// CIDR route through hive-wg.
+// namespace and address, routed, not bridged (see netenforce/nft, "Same-node
+// traffic", for why):
 //
-// Everything is created in the network namespace of the calling thread
-// (the agent's), and allocation namespaces are bind-mounted as files in
-// Config.NetnsDir (the agent uses <data-dir>/netns), as `ip netns add` does
-// under /var/run/netns; containerd's OCI spec joins them by path, and
-// `nsenter --net=<file>` enters one.
+//	allocation netns                         node (the agent's netns)
+//	  lo up
+//	  eth0 <ip>/32, MTU 1420  ── veth ──  hvXXXXXXXXXX, MTU 1420, no address
+//	  .1 dev eth0 scope link                <ip>/32 dev hvXXXXXXXXXX scope link
+//	  default via .1 dev eth0 onlink        hive0 (bridge, no ports): .1/<bits>
+//
+// The node holds the subnet's gateway (.1) on bridge hive0. The bridge has
+// no ports: it only carries the address, so that .1 is local to the node
+// and the subnet is routed locally, ahead of the cluster CIDR route
+// through hive-wg. Allocation-to-allocation traffic on one node leaves one
+// veth, is routed by the node through the inet forward hook (where the
+// policy is) and enters the other veth.
+//
+// Neither side uses ARP: both veth ends get permanent neighbour entries
+// (inside: .1 → the host end's MAC; on the node: the allocation's address
+// → eth0's MAC). The gateway is not an address of the host veth, so ARP
+// for it would depend on the node's arp_ignore (1 or 2 makes the node stay
+// silent) and the allocation's answer for its /32 on the namespace's
+// inherited arp_ignore (2 requires the asker to be in the /32); static
+// entries work whatever those are, and save a round trip on the first
+// packet.
+//
+// The host veth has strict reverse-path filtering (only its allocation's
+// address is routed back through it, so nothing else may arrive on it;
+// the nft guard checks the same) and no IPv6, so an allocation cannot
+// reach the node over link-local IPv6 around the IPv4 policy.
+//
+// # Namespaces and threads
+//
+// A Manager works in the network namespace of the thread that called New
+// (the agent's namespace, which in tests is a namespace standing for the
+// node, not the process's root one), whichever thread calls its methods
+// later: node-side links are made through a netlink socket opened in New,
+// and all work that must run inside a namespace (making an allocation's
+// namespace, its netlink socket, the node's per-veth sysctls) runs on a
+// fresh OS thread that enters that namespace and is thrown away after,
+// never switched back. So no caller's thread ever changes namespace, and
+// no thread is left in a wrong one if switching back were to fail.
+//
+// Allocation namespaces are files in Config.NetnsDir, bind-mounted like
+// `ip netns add` does under /var/run/netns; containerd's OCI spec joins
+// them by path (runc setns), and `nsenter --net=<file>` enters one.
 package allocnet
 
 import (
@@ -19,11 +51,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
+	"maps"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -37,11 +70,12 @@ import (
 // BridgeName is the node's gateway device.
 const BridgeName = "hive0"
 
-// DefaultMTU fits inside WireGuard on a 1500-byte underlay.
+// DefaultMTU fits inside WireGuard on a 1500-byte underlay (1500 minus 80
+// bytes of WireGuard over IPv6).
 const DefaultMTU = 1420
 
 // DefaultNetnsDir is where allocation namespaces are bind-mounted unless
-// Config.NetnsDir says otherwise.
+// Config.NetnsDir says otherwise; it is where `ip netns` looks.
 const DefaultNetnsDir = "/var/run/netns"
 
 // Config configures a Manager.
@@ -49,350 +83,226 @@ type Config struct {
 	// Subnet is the node's leased subnet; its first host address is the
 	// gateway.
 	Subnet netip.Prefix
-	MTU    int
-	// StateDir holds the address store (ipam.json).
+	// MTU of both ends of every allocation's veth; DefaultMTU if zero.
+	MTU int
+	// StateDir holds the address store (StateDir/ipam.json).
 	StateDir string
-	// NetnsDir holds the allocations' namespace files; default
-	// DefaultNetnsDir. A directory of the agent's own keeps them apart
-	// from other tools' and goes with the agent's data.
+	// NetnsDir holds the allocations' namespace files; DefaultNetnsDir if
+	// empty. A directory of the agent's own (the agent uses
+	// <data-dir>/netns) keeps them apart from other tools' and goes with
+	// the agent's data.
 	NetnsDir string
-	Logger   hclog.Logger
+	// Logger gets a warning when a new lease removes old allocations'
+	// networks and a line for each repair; nil discards.
+	Logger hclog.Logger
 }
 
 // Attachment is an allocation's network.
 type Attachment struct {
-	AllocID   string
+	AllocID string
+	// NetnsPath is the allocation's namespace file, for the OCI spec.
 	NetnsPath string
 	Addr      netip.Addr
-	HostVeth  string
+	// HostVeth is the node's end of the allocation's veth.
+	HostVeth string
 }
 
-// Manager sets up and removes allocation networks.
+// Manager sets up and removes allocation networks. It is safe for
+// concurrent use; Setup and Teardown run one at a time.
 type Manager struct {
-	cfg   Config
-	log   hclog.Logger
-	store *ipam.Store
-	mu    sync.Mutex
+	cfg    Config
+	log    hclog.Logger
+	store  *ipam.Store
+	hostNS netns.NsHandle  // the node's namespace (see the package comment)
+	host   *netlink.Handle // a netlink socket in hostNS
+
+	mu     sync.Mutex
+	owners map[string]string // host veth name → allocation ID
+	closed bool
 }
 
-// New prepares the node: bridge hive0 with the gateway address, IPv4
+// New prepares the node: bridge hive0 with the gateway address (any other
+// IPv4 address on it, left by an earlier lease, is removed), IPv4
 // forwarding, and the address store. Networks of allocations the store
-// held for another subnet (a new lease) are removed.
+// held for another subnet (the node got a new lease) are removed, with a
+// warning.
+//
+// The node's namespace is the calling thread's: an agent calls New from
+// any goroutine, a test from a goroutine locked to a thread it switched
+// into the namespace standing for the node.
 func New(cfg Config) (*Manager, error) {
+	// netns.Get, the netlink socket and the sysctl must all see the
+	// same namespace.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if cfg.MTU == 0 {
 		cfg.MTU = DefaultMTU
+	}
+	if cfg.MTU < 68 || cfg.MTU > 65535 {
+		return nil, fmt.Errorf("allocnet: MTU %d is outside 68-65535", cfg.MTU)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
 	if cfg.StateDir == "" {
-		return nil, errors.New("allocnet: no state dir")
+		return nil, errors.New("allocnet: no state directory")
 	}
 	if cfg.NetnsDir == "" {
 		cfg.NetnsDir = DefaultNetnsDir
 	}
 	store, dropped, err := ipam.Open(filepath.Join(cfg.StateDir, "ipam.json"), cfg.Subnet)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("allocnet: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, store: store}
-	for id := range dropped {
-		m.log.Warn("the node's subnet changed; removing an allocation network of the old one", "alloc", id)
-		if err := m.remove(id); err != nil {
-			m.log.Warn("cannot remove an old allocation network", "alloc", id, "error", err)
+	hostNS, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("allocnet: open the node's network namespace: %w", err)
+	}
+	host, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		hostNS.Close()
+		return nil, fmt.Errorf("allocnet: netlink: %w", err)
+	}
+	m := &Manager{cfg: cfg, log: cfg.Logger, store: store, hostNS: hostNS, host: host, owners: map[string]string{}}
+	if len(dropped) > 0 {
+		m.log.Warn("the node's subnet changed; removing the networks of the allocations of the old one",
+			"subnet", cfg.Subnet, "allocations", len(dropped))
+		for _, id := range slices.Sorted(maps.Keys(dropped)) {
+			if err := m.remove(m.attachment(id, dropped[id])); err != nil {
+				m.log.Warn("cannot remove the network of an allocation of the old subnet", "alloc", id, "error", err)
+			}
 		}
+	}
+	for id := range store.All() {
+		m.owners[vethName(id)] = id
 	}
 	if err := m.bridge(); err != nil {
+		m.closeHandles()
 		return nil, err
 	}
-	for _, k := range []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding"} {
-		if err := sysctl(k, "1"); err != nil {
-			return nil, err
-		}
+	// New runs in the node's namespace, by definition of it.
+	if err := sysctl("net/ipv4/ip_forward", "1"); err != nil {
+		m.closeHandles()
+		return nil, fmt.Errorf("allocnet: %w", err)
 	}
+	m.log.Debug("allocation networking ready", "subnet", cfg.Subnet, "gateway", store.Gateway(), "mtu", cfg.MTU,
+		"allocations", len(m.owners))
 	return m, nil
 }
 
-func sysctl(key, v string) error {
-	if err := os.WriteFile(filepath.Join("/proc/sys", key), []byte(v), 0o644); err != nil {
-		return fmt.Errorf("allocnet: sysctl %s=%s: %w", key, v, err)
-	}
-	return nil
-}
-
-// bridge makes hive0 exist, be up, and hold exactly the gateway address.
-func (m *Manager) bridge() error {
-	gw := netlink.Addr{IPNet: &net.IPNet{IP: m.store.Gateway().AsSlice(), Mask: net.CIDRMask(m.cfg.Subnet.Bits(), 32)}}
-	link, err := netlink.LinkByName(BridgeName)
-	if err != nil {
-		if !errors.As(err, new(netlink.LinkNotFoundError)) {
-			return fmt.Errorf("allocnet: look up %s: %w", BridgeName, err)
-		}
-		la := netlink.NewLinkAttrs()
-		la.Name, la.MTU = BridgeName, m.cfg.MTU
-		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil {
-			return fmt.Errorf("allocnet: create %s: %w", BridgeName, err)
-		}
-		if link, err = netlink.LinkByName(BridgeName); err != nil {
-			return fmt.Errorf("allocnet: %s: %w", BridgeName, err)
-		}
-	}
-	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
-	if err != nil {
-		return fmt.Errorf("allocnet: addresses of %s: %w", BridgeName, err)
-	}
-	for _, a := range addrs {
-		if a.IPNet.String() != gw.IPNet.String() {
-			if err := netlink.AddrDel(link, &a); err != nil {
-				return fmt.Errorf("allocnet: remove stale %s from %s: %w", a.IPNet, BridgeName, err)
-			}
-		}
-	}
-	if err := netlink.AddrReplace(link, &gw); err != nil {
-		return fmt.Errorf("allocnet: %s on %s: %w", gw.IPNet, BridgeName, err)
-	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return fmt.Errorf("allocnet: bring %s up: %w", BridgeName, err)
-	}
-	return nil
-}
-
-// names derives an allocation's namespace and host veth names from its ID
-// (veth names are at most 15 bytes).
-func names(allocID string) (nsName, hostVeth, tmpPeer string) {
+// hash is the hex SHA-256 of an allocation ID: its names must fit in 15
+// bytes (IFNAMSIZ) and be the same in every agent run.
+func hash(allocID string) string {
 	h := sha256.Sum256([]byte(allocID))
-	x := hex.EncodeToString(h[:])
-	return "hive-" + x[:12], "hv" + x[:10], "hp" + x[:10]
+	return hex.EncodeToString(h[:])
 }
+
+func vethName(allocID string) string  { return "hv" + hash(allocID)[:10] }
+func netnsName(allocID string) string { return "hive-" + hash(allocID)[:12] }
 
 func (m *Manager) attachment(allocID string, addr netip.Addr) *Attachment {
-	ns, veth, _ := names(allocID)
-	return &Attachment{AllocID: allocID, NetnsPath: filepath.Join(m.cfg.NetnsDir, ns), Addr: addr, HostVeth: veth}
+	return &Attachment{AllocID: allocID, NetnsPath: filepath.Join(m.cfg.NetnsDir, netnsName(allocID)),
+		Addr: addr, HostVeth: vethName(allocID)}
 }
 
-// Setup gives allocID its network, or returns the one it has. A half-made
-// network (an agent that died midway) is removed and made again.
+// Setup gives allocID its network, or returns the one it has (after an
+// agent restart). What is missing or wrong in an existing one (an agent
+// that died midway, a deleted veth or route) is made again; the namespace
+// itself is kept whenever it still exists, so a container running in it
+// stays attached. If making a new allocation's network fails, nothing of
+// it is left and its address is released.
 func (m *Manager) Setup(allocID string) (*Attachment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errors.New("allocnet: manager closed")
+	}
+	_, existed := m.store.Lookup(allocID)
+	veth := vethName(allocID)
+	if other, ok := m.owners[veth]; ok && other != allocID {
+		// 40 bits of hash: not expected in practice, but setting up
+		// one must never tear down the other's network.
+		return nil, fmt.Errorf("allocnet: allocations %s and %s hash to the same veth name %s", allocID, other, veth)
+	}
 	addr, err := m.store.Allocate(allocID)
 	if err != nil {
-		return nil, err
-	}
-	at := m.attachment(allocID, addr)
-	if m.intact(at) {
-		return at, nil
-	}
-	if err := m.remove(allocID); err != nil {
-		return nil, err
-	}
-	if err := m.create(at); err != nil {
-		_ = m.remove(allocID)
 		return nil, fmt.Errorf("allocnet: set up %s: %w", allocID, err)
 	}
-	m.log.Debug("allocation network up", "alloc", allocID, "address", addr, "netns", at.NetnsPath, "veth", at.HostVeth)
+	m.owners[veth] = allocID
+	at := m.attachment(allocID, addr)
+	made, err := m.ensure(at)
+	if err != nil {
+		err = fmt.Errorf("allocnet: set up %s: %w", allocID, err)
+		if !existed {
+			// Nothing can run in a network made just now.
+			if rerr := m.remove(at); rerr != nil {
+				return nil, errors.Join(err, fmt.Errorf("and cleaning up after it: %w", rerr))
+			}
+			delete(m.owners, veth)
+			if rerr := m.store.Release(allocID); rerr != nil {
+				return nil, errors.Join(err, rerr)
+			}
+		}
+		return nil, err
+	}
+	switch {
+	case !existed:
+		m.log.Debug("allocation network up", "alloc", allocID, "address", addr, "netns", at.NetnsPath, "veth", at.HostVeth)
+	case len(made) > 0:
+		m.log.Info("repaired an allocation network", "alloc", allocID, "address", addr, "remade", strings.Join(made, ","))
+	}
 	return at, nil
 }
 
-// intact reports whether at's namespace, veth, address and route exist.
-func (m *Manager) intact(at *Attachment) bool {
-	link, err := netlink.LinkByName(at.HostVeth)
-	if err != nil || link.Attrs().OperState == netlink.OperDown {
-		return false
-	}
-	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: link.Attrs().Index}, netlink.RT_FILTER_OIF)
-	if err != nil || len(routes) == 0 {
-		return false
-	}
-	ns, err := netns.GetFromPath(at.NetnsPath)
-	if err != nil {
-		return false
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return false
-	}
-	defer h.Close()
-	eth, err := h.LinkByName("eth0")
-	if err != nil {
-		return false
-	}
-	addrs, err := h.AddrList(eth, netlink.FAMILY_V4)
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == at.Addr {
-			return true
-		}
-	}
-	return false
-}
-
-// newNetnsAt creates a network namespace bind-mounted at path (as `ip
-// netns add` does under /var/run/netns) without leaving the calling
-// goroutine's thread in it.
-func newNetnsAt(path string) (netns.NsHandle, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return -1, err
-	}
-	defer orig.Close()
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		return -1, err
-	}
-	f.Close()
-	ns, err := netns.New() // unshares: this thread is now in ns
-	if err == nil {
-		src := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
-		if merr := unix.Mount(src, path, "none", unix.MS_BIND, ""); merr != nil {
-			ns.Close()
-			ns, err = -1, fmt.Errorf("bind-mount %s: %w", path, merr)
-		}
-	}
-	if serr := netns.Set(orig); serr != nil {
-		// The thread is in the wrong namespace: never let it run
-		// anything else.
-		runtime.LockOSThread()
-		return -1, fmt.Errorf("restore the agent's netns: %w", serr)
-	}
-	if err != nil {
-		_ = os.Remove(path)
-		return -1, err
-	}
-	return ns, nil
-}
-
-func (m *Manager) create(at *Attachment) error {
-	nsName, hostVeth, tmpPeer := names(at.AllocID)
-	if err := os.MkdirAll(m.cfg.NetnsDir, 0o755); err != nil {
-		return err
-	}
-	ns, err := newNetnsAt(at.NetnsPath)
-	if err != nil {
-		return fmt.Errorf("create netns %s: %w", nsName, err)
-	}
-	defer ns.Close()
-	la := netlink.NewLinkAttrs()
-	la.Name, la.MTU = hostVeth, m.cfg.MTU
-	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: tmpPeer}); err != nil {
-		return fmt.Errorf("create veth %s: %w", hostVeth, err)
-	}
-	peer, err := netlink.LinkByName(tmpPeer)
-	if err != nil {
-		return err
-	}
-	if err := netlink.LinkSetNsFd(peer, int(ns)); err != nil {
-		return fmt.Errorf("move %s into %s: %w", tmpPeer, nsName, err)
-	}
-	if err := m.inside(ns, tmpPeer, at.Addr); err != nil {
-		return err
-	}
-	host, err := netlink.LinkByName(hostVeth)
-	if err != nil {
-		return err
-	}
-	if err := netlink.LinkSetUp(host); err != nil {
-		return fmt.Errorf("bring %s up: %w", hostVeth, err)
-	}
-	route := &netlink.Route{LinkIndex: host.Attrs().Index, Scope: netlink.SCOPE_LINK,
-		Dst: &net.IPNet{IP: at.Addr.AsSlice(), Mask: net.CIDRMask(32, 32)}}
-	if err := netlink.RouteReplace(route); err != nil {
-		return fmt.Errorf("route %s via %s: %w", at.Addr, hostVeth, err)
-	}
-	// Strict reverse-path filtering holds: the route back to the
-	// allocation's address is its own veth.
-	_ = sysctl("net/ipv4/conf/"+hostVeth+"/rp_filter", "1")
-	return nil
-}
-
-// inside configures the allocation's end: eth0 with its /32, the gateway
-// on-link, the default route through it, and lo.
-func (m *Manager) inside(ns netns.NsHandle, tmpPeer string, addr netip.Addr) error {
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	eth, err := h.LinkByName(tmpPeer)
-	if err != nil {
-		return err
-	}
-	if err := h.LinkSetName(eth, "eth0"); err != nil {
-		return fmt.Errorf("rename to eth0: %w", err)
-	}
-	if err := h.LinkSetMTU(eth, m.cfg.MTU); err != nil {
-		return err
-	}
-	if err := h.AddrAdd(eth, &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
-		return fmt.Errorf("address %s: %w", addr, err)
-	}
-	if err := h.LinkSetUp(eth); err != nil {
-		return err
-	}
-	if lo, err := h.LinkByName("lo"); err == nil {
-		if err := h.LinkSetUp(lo); err != nil {
-			return err
-		}
-	}
-	gw := m.store.Gateway()
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Scope: netlink.SCOPE_LINK,
-		Dst: &net.IPNet{IP: gw.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
-		return fmt.Errorf("route to the gateway: %w", err)
-	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
-		return fmt.Errorf("default route: %w", err)
-	}
-	return nil
-}
-
-// remove deletes allocID's namespace and veth (the route goes with the
-// veth); what is already gone is fine.
-func (m *Manager) remove(allocID string) error {
-	nsName, hostVeth, tmpPeer := names(allocID)
-	var errs []error
-	for _, n := range []string{hostVeth, tmpPeer} {
-		if l, err := netlink.LinkByName(n); err == nil {
-			if err := netlink.LinkDel(l); err != nil {
-				errs = append(errs, fmt.Errorf("delete %s: %w", n, err))
-			}
-		}
-	}
-	p := filepath.Join(m.cfg.NetnsDir, nsName)
-	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
-	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, fmt.Errorf("remove %s: %w", p, err))
-	}
-	return errors.Join(errs...)
-}
-
-// Teardown removes allocID's network and frees its address; an allocation
-// without one is fine.
+// Teardown removes allocID's namespace file, veth (with its route and
+// neighbour entry) and address. What is already gone is fine, so is an
+// allocation that never had a network. The address is released only once
+// the rest is gone, so a failed Teardown can be retried.
 func (m *Manager) Teardown(allocID string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.remove(allocID); err != nil {
+	if m.closed {
+		return errors.New("allocnet: manager closed")
+	}
+	addr, _ := m.store.Lookup(allocID)
+	if err := m.remove(m.attachment(allocID, addr)); err != nil {
 		return fmt.Errorf("allocnet: tear down %s: %w", allocID, err)
 	}
-	return m.store.Release(allocID)
+	if err := m.store.Release(allocID); err != nil {
+		return fmt.Errorf("allocnet: tear down %s: %w", allocID, err)
+	}
+	if m.owners[vethName(allocID)] == allocID {
+		delete(m.owners, vethName(allocID))
+	}
+	m.log.Debug("allocation network removed", "alloc", allocID, "address", addr)
+	return nil
 }
 
-// Attachments lists the allocations the store holds addresses for.
+// Attachments lists, sorted by allocation ID, the allocations the address
+// store holds addresses for: what an agent set up and has not torn down,
+// for a restarted agent to reconcile with what runs.
 func (m *Manager) Attachments() []Attachment {
 	all := m.store.All()
 	out := make([]Attachment, 0, len(all))
-	for id, a := range all {
-		out = append(out, *m.attachment(id, a))
+	for _, id := range slices.Sorted(maps.Keys(all)) {
+		out = append(out, *m.attachment(id, all[id]))
 	}
 	return out
 }
 
-// Close releases nothing the allocations use: their namespaces, veths and
-// addresses stay for the next agent.
-func (m *Manager) Close() error { return nil }
+// Close releases the Manager's sockets. The allocations' namespaces,
+// veths and addresses stay for the next agent.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.closed {
+		m.closed = true
+		m.closeHandles()
+	}
+	return nil
+}
+
+func (m *Manager) closeHandles() {
+	m.host.Close()
+	m.hostNS.Close()
+}
